@@ -221,11 +221,20 @@ def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | No
                 previous = None
         report, index = _plan_and_build(previous, paths, config, embedder, rebuild=rebuild, progress=progress,
                                         sources=sources, folder=folder)
-        if previous is None or report.modified or rebuild \
-                or index.manifest.get("settings") != previous.manifest.get("settings"):
+        if previous is None or report.modified or rebuild or _describes_differently(previous, index):
             index.save(folder)
             return report, index
         return report, previous
+
+
+def _describes_differently(previous: Index, index: Index) -> bool:
+    """True when settings, sources, or a document's path/title/metadata changed (vectors may be the same)."""
+    keys = ("settings", "sources")
+    if any(previous.manifest.get(k) != index.manifest.get(k) for k in keys):
+        return True
+    return any((d.path, d.title, d.meta) != (previous.documents[i].path, previous.documents[i].title,
+                                             previous.documents[i].meta)
+               for i, d in index.documents.items() if i in previous.documents)
 
 
 def _recorded_sources(folder: Path) -> list[str]:

@@ -69,7 +69,7 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
         nl = text.find("\n", pos, end)
         if nl == -1:
             break
-        prev = text[pos:nl].rstrip()
+        prev = text[text.rfind("\n", 0, nl) + 1:nl].rstrip()
         j = nl
         while j < end and text[j] in " \t\n\u00a0":
             j += 1
@@ -128,9 +128,8 @@ class Chunker:
         """All chunks of ``document``, in document order."""
         chunks: list[Chunk] = []
         for run in _runs(document.blocks):
-            sentences: list[tuple[int, int]] = []
-            for block in run:
-                sentences.extend(self._bounded(document.text, split_sentences(document.text, block.start, block.end)))
+            # Split the run as a whole: a sentence broken by a page break spans two paragraphs.
+            sentences = self._bounded(document.text, split_sentences(document.text, run[0].start, run[-1].end))
             chunks.extend(self._pack(document, sentences, run[0].section, run[0].kind))
         return chunks
 

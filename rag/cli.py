@@ -42,7 +42,8 @@ def _load(args: argparse.Namespace):
     return Assistant.load(args.index, config, progress=not args.quiet)
 
 
-def _print_answer(answer, out=sys.stdout, width: int = 100) -> None:
+def _print_answer(answer, out=None, width: int = 100) -> None:
+    out = out or sys.stdout
     print(textwrap.fill(answer.text, width), file=out)
     if answer.citations:
         print("\nSources:", file=out)

@@ -1,0 +1,68 @@
+"""Stage 6: short extractive answers whose quotes are exact, and honest abstentions."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answer import ABSTAIN_MESSAGE, word_count
+
+ANSWERABLE = [
+    ("How many people did the UN think were being forced to run online scams in Myanmar?", "120,000"),
+    ("How long are the working days inside the scam compounds?", "12 and 16 hours"),
+    ("Which charity rescues and restores sex trafficking survivors in Myanmar?", "Eden Ministry"),
+    ("Which organisation runs anti-trafficking initiatives in Laos?", "Village Focus International"),
+    ("How many scam centres has the UWSA raided?", "40 scam centres"),
+]
+
+
+@pytest.mark.parametrize("question, expected", ANSWERABLE)
+def test_answers_quote_their_sources_exactly(assistant, question, expected):
+    answer = assistant.ask(question)
+    assert not answer.abstained
+    assert expected in answer.text
+    assert answer.citations
+    for c in answer.citations:
+        doc = assistant.documents[c.doc_id]
+        assert doc.text[c.start:c.end] == c.quote
+        assert f"[{c.number}]" in answer.text
+        assert c.title == doc.title
+    assert word_count(answer.text) <= 60 + 2 * len(answer.citations)  # markers are not words of the answer
+
+
+@pytest.mark.parametrize("question", [
+    "What is the capital of Peru?",
+    "How do I bake sourdough bread at home?",
+    "Who won the football world cup in 2018?",
+])
+def test_off_topic_questions_abstain_but_show_passages(assistant, question):
+    answer = assistant.ask(question)
+    assert answer.abstained
+    assert answer.text == ABSTAIN_MESSAGE
+    assert answer.citations == []
+    assert answer.passages  # the closest passages are still offered
+
+
+def test_every_answer_sentence_is_document_text(assistant):
+    answer = assistant.ask("Why are young people in Myanmar vulnerable to traffickers after the coup?")
+    assert not answer.abstained
+    body = answer.text
+    for c in answer.citations:
+        body = body.replace(f"[{c.number}]", "")
+    # Remove the quotes (whitespace-normalised): nothing but ellipses and spaces may remain.
+    for c in answer.citations:
+        body = body.replace(" ".join(c.quote.split()), "")
+    assert body.replace("\u2026", "").strip() == ""
+
+
+def test_long_sentence_is_trimmed_to_an_exact_clause(assistant):
+    from rag.answer import Answerer
+
+    answerer: Answerer = assistant.answerer
+    doc = assistant.documents["compound-abuses-myanmar-border-areas-2023"]
+    start = doc.text.index("Although some individuals, particularly persons from Myanmar")
+    end = doc.text.index("upon arrival within these facilities.") + len("upon arrival within these facilities.")
+    weights = answerer.term_weights("Do people from Myanmar enter scam compounds voluntarily?")
+    a, b = answerer.trim(doc.text, start, end, weights, 30)
+    assert start <= a < b <= end
+    assert word_count(doc.text[a:b]) <= 30
+    assert "voluntarily" in doc.text[a:b]

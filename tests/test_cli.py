@@ -1,0 +1,66 @@
+"""The ``rag`` command: JSON output, one-line errors with exit codes, ingest summary."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from rag.cli import main
+
+from .conftest import SEEDS
+
+
+def test_ask_json_parses(seed_index_dir, capsys):
+    code = main(["--index", str(seed_index_dir), "ask", "How many hours a day do people work in scam centres?",
+                 "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["abstained"] is False
+    assert data["citations"] and {"number", "doc_id", "quote", "start", "end"} <= set(data["citations"][0])
+    assert data["passages"][0]["rank"] == 1
+
+
+def test_ask_prints_numbered_sources(seed_index_dir, capsys):
+    assert main(["--index", str(seed_index_dir), "ask", "Which organisation rescues and restores sex trafficking victims in Myanmar?"]) == 0
+    out = capsys.readouterr().out
+    assert "Sources:" in out and "[1]" in out and "Eden Ministry" in out
+
+
+@pytest.mark.parametrize("argv, message, code", [
+    (["ask", "   "], "question is empty", 2),
+    (["ask", "scams", "--k", "0"], "k must be at least 1", 2),
+])
+def test_library_errors_are_one_line(seed_index_dir, capsys, argv, message, code):
+    assert main(["--index", str(seed_index_dir), *argv]) == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_missing_index_is_an_error_not_a_traceback(tmp_path, capsys):
+    assert main(["--index", str(tmp_path / "none"), "ask", "anything"]) == 4
+    assert "rag ingest" in capsys.readouterr().err
+
+
+def test_ingest_reports_added_changed_removed_skipped(tmp_path, capsys, embedder):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    (docs / "broken.txt").write_bytes(b"\x00\x01 binary")
+    index = tmp_path / "idx"
+    assert main(["-q", "--index", str(index), "ingest", str(docs), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert len(first["added"]) == 4 and first["skipped"][0]["path"].endswith("broken.txt")
+    (docs / "sex-trafficking-in-laos.txt").unlink()
+    assert main(["-q", "--index", str(index), "ingest"]) == 0  # no paths: re-sync the recorded sources
+    out = capsys.readouterr().out
+    assert "removed  sex-trafficking-in-laos" in out and "1 removed" in out
+
+
+def test_chat_reads_questions_from_stdin(seed_index_dir, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is the capital of Peru?\nquit\n"))
+    assert main(["--index", str(seed_index_dir), "chat"]) == 0
+    assert "The documents do not answer this question." in capsys.readouterr().out

@@ -1,0 +1,143 @@
+"""Stage 1: loading files, titles, sections and blocks of the four seeds."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from rag import DocumentError, EmptyCorpusError, load_documents
+from rag.documents import parse_document
+
+from .conftest import SEEDS
+
+REPORT = "compound-abuses-myanmar-border-areas-2023"
+REPORT_HEADINGS = [
+    "Executive Summary", "Key Recommendations", "Methodology", "Background",
+    "Pre-pandemic Myanmar: a source country for trafficking", "Current Context",
+    "Human trafficking for online scamming", "A different victim profile", "Recruitment Tactics",
+    "Conditions in Scam Centres", "Sexual Exploitation of Women and Girls by Criminal Networks",
+    "Myanmar Nationals Risk Abuse When Working in Areas Dominated by Criminal Networks", "Forecast",
+    "Legal Framework", "Response Implications", "Challenges faced by civil society organisations",
+    "Lack of flexible funding", "Recommendations",
+]
+
+
+def test_seeds_load_with_catalogue_titles(seed_docs):
+    assert set(seed_docs) == {REPORT, "sex-trafficking-in-myanmar", "sex-trafficking-in-laos",
+                              "sex-trafficking-in-malaysia"}
+    assert seed_docs["sex-trafficking-in-laos"].title == "Sex trafficking in Laos"
+    assert seed_docs[REPORT].title.startswith("Compound Abuses")
+    assert seed_docs[REPORT].meta["original_file"] == "003_71ec8fa67aa06d39.txt"
+    assert seed_docs[REPORT].meta["date"] == "2023-12"
+
+
+def test_report_sections_follow_its_table_of_contents(seed_docs):
+    doc = seed_docs[REPORT]
+    titles = [s.title for s in doc.sections]
+    for heading in REPORT_HEADINGS:
+        assert heading in titles, heading
+    # The three "Impacts of Operation 1027" subsections are told apart by their parent.
+    impacts = [t for t in titles if t.endswith("Impacts of Operation 1027")]
+    assert len(impacts) == 3 and len(set(impacts)) == 3
+    # Sections tile the document in order and each starts at its heading line.
+    for a, b in zip(doc.sections, doc.sections[1:]):
+        assert a.end == b.start
+    funding = next(s for s in doc.sections if s.title == "Lack of flexible funding")
+    assert doc.text[funding.start:].startswith("LACK OF FLEXIBLE FUNDING")
+
+
+@pytest.mark.parametrize("doc_id, sections", [
+    ("sex-trafficking-in-myanmar", ["Introduction", "Victims", "Perpetrators", "Anti-sex trafficking efforts",
+                                    "Corruption", "Government response problems", "Non-governmental organizations"]),
+    ("sex-trafficking-in-laos", ["Introduction", "Victims", "Perpetrators", "Anti-sex trafficking efforts",
+                                 "Corruption", "Government response problems", "Non-governmental organizations"]),
+    ("sex-trafficking-in-malaysia", ["Introduction", "Tactics of Sex Traffickers in Malaysia", "See also"]),
+])
+def test_article_sections(seed_docs, doc_id, sections):
+    assert [s.title for s in seed_docs[doc_id].sections] == sections
+
+
+def test_table_of_contents_is_not_a_block(seed_docs):
+    doc = seed_docs[REPORT]
+    for block in doc.blocks:
+        assert "Executive Summary\t3" not in doc.text[block.start:block.end]
+
+
+def test_footnotes_are_blocks_of_their_own(seed_docs):
+    doc = seed_docs[REPORT]
+    footnotes = [b for b in doc.blocks if b.kind == "footnote"]
+    assert len(footnotes) >= 60  # the report has 64 numbered notes
+    for block in doc.blocks:
+        text = doc.text[block.start:block.end]
+        if block.kind == "body":
+            # No line of a body block starts a footnote.
+            assert not re.search(r"(^|\n)[¹²³⁴⁵⁶⁷⁸⁹⁰]+ [A-Z]", text), text[:120]
+
+
+def test_wiki_title_line_is_not_body(seed_docs):
+    doc = seed_docs["sex-trafficking-in-laos"]
+    first = doc.blocks[0]
+    assert doc.text[first.start:first.end].startswith("Sex trafficking in Laos is human trafficking")
+
+
+def test_markdown_headings(tmp_path):
+    path = tmp_path / "notes.md"
+    path.write_text("# Field notes\n\nIntro text here.\n\n## Findings\n\nWe found things.\n\n## Next steps\n\nMore.\n")
+    (doc,), skipped = load_documents([path])
+    assert doc.title == "Field notes"
+    assert [s.title for s in doc.sections] == ["Introduction", "Findings", "Next steps"]
+    assert doc.section_at(doc.text.index("We found")) == "Findings"
+
+
+def test_unreadable_files_are_reported_and_skipped(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("A perfectly fine document about trafficking.")
+    (tmp_path / "binary.txt").write_bytes(b"\x00\x01\x02PK\x03\x04" * 20)
+    (tmp_path / "latin1.txt").write_bytes("Caf\xe9 au lait".encode("latin-1"))
+    (tmp_path / "empty.md").write_text("   \n\n")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")  # not a supported type: ignored in a folder
+    docs, skipped = load_documents([tmp_path])
+    assert [d.doc_id for d in docs] == ["good"]
+    reasons = {p.split("/")[-1]: r for p, r in skipped}
+    assert set(reasons) == {"binary.txt", "latin1.txt", "empty.md"}
+    assert "binary" in reasons["binary.txt"]
+    assert "UTF-8" in reasons["latin1.txt"]
+    assert "empty" in reasons["empty.md"]
+
+
+def test_explicit_unsupported_file_is_skipped_with_reason(tmp_path):
+    pdf = tmp_path / "paper.pdf"
+    pdf.write_bytes(b"%PDF-1.4")
+    ok = tmp_path / "ok.txt"
+    ok.write_text("Some text.")
+    docs, skipped = load_documents([pdf, ok])
+    assert [d.doc_id for d in docs] == ["ok"]
+    assert "unsupported file type .pdf" in skipped[0][1]
+
+
+def test_empty_input_is_a_clear_error(tmp_path):
+    with pytest.raises(EmptyCorpusError, match="no input"):
+        load_documents([])
+    with pytest.raises(EmptyCorpusError, match="no readable documents"):
+        load_documents([tmp_path])
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00\x00")
+    with pytest.raises(EmptyCorpusError, match="bad.txt"):
+        load_documents([tmp_path])
+
+
+def test_doc_ids_are_stable_and_unique(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "Report 2023.txt").write_text("First.")
+    (tmp_path / "b" / "Report 2023.txt").write_text("Second.")
+    docs1, _ = load_documents([tmp_path])
+    docs2, _ = load_documents([tmp_path])
+    ids = [d.doc_id for d in docs1]
+    assert ids == [d.doc_id for d in docs2]
+    assert len(set(ids)) == 2 and ids[0] == "report-2023"
+
+
+def test_parse_rejects_blank_text():
+    with pytest.raises(DocumentError):
+        parse_document("  \n ", doc_id="x")

@@ -1,0 +1,168 @@
+"""Stage 4: index directory, manifest checks, atomic writes, incremental re-ingest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from rag import (Config, IndexCorruptError, IndexMismatchError, IndexNotFoundError, ingest)
+from rag.index import CHUNKS, MANIFEST, VECTORS, Index
+
+from .conftest import SEEDS
+
+
+def test_index_directory_layout_and_manifest(seed_index_dir):
+    names = {p.name for p in seed_index_dir.iterdir()}
+    assert {MANIFEST, VECTORS, CHUNKS, "documents.jsonl", "bm25"} <= names
+    manifest = json.loads((seed_index_dir / MANIFEST).read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest["model"]["dimension"] == 384
+    assert manifest["metric"] == "inner_product"
+    assert manifest["chunker"]["chunk_tokens"] == Config().chunk_tokens
+    assert {d["doc_id"] for d in manifest["documents"]} == {p.stem for p in SEEDS.glob("*.txt")}
+    assert all(len(d["sha256"]) == 64 for d in manifest["documents"])
+    assert manifest["versions"]["faiss-cpu"] != "not installed"
+    assert manifest["created_at"]
+
+
+def test_row_i_is_faiss_id_i(seed_index_dir, embedder):
+    index = Index.load(seed_index_dir)
+    rows = [json.loads(line) for line in (seed_index_dir / CHUNKS).read_text().splitlines()]
+    assert [r["id"] for r in rows] == list(range(index.vectors.ntotal))
+    # The stored vector of row 5 is the embedding of chunk 5 (with its header).
+    from rag.index import embedded_text
+
+    chunk = index.chunks[5]
+    expected = embedder.encode([embedded_text(chunk, index.documents[chunk.doc_id].title, True)])[0]
+    assert float(index.reconstruct([5])[0] @ expected) > 0.999
+
+
+def _edit_manifest(folder, **changes):
+    path = folder / MANIFEST
+    data = json.loads(path.read_text())
+    for key, value in changes.items():
+        target = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target[p]
+        target[leaf] = value
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("model.name", "sentence-transformers/all-mpnet-base-v2", "built with model"),
+    ("format_version", 99, "format version 99"),
+    ("format", "something-else", "not an index of this assistant"),
+    ("metric", "l2", "uses metric"),
+])
+def test_manifest_mismatch_is_refused_with_the_fix(writable_index, key, value, message):
+    _edit_manifest(writable_index, **{key: value})
+    with pytest.raises(IndexMismatchError, match=message) as info:
+        Index.load(writable_index)
+    assert "rag ingest" in str(info.value)
+
+
+def test_dimension_mismatch_is_refused(writable_index):
+    _edit_manifest(writable_index, **{"model.dimension": 768})
+    with pytest.raises(IndexCorruptError, match="dimension"):
+        Index.load(writable_index)
+
+
+def test_altered_file_is_detected(writable_index):
+    with (writable_index / CHUNKS).open("a") as fh:
+        fh.write('{"id": 9999}\n')
+    with pytest.raises(IndexCorruptError, match="altered"):
+        Index.load(writable_index)
+
+
+def test_missing_index_says_how_to_build(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="rag ingest"):
+        Index.load(tmp_path / "nothing")
+
+
+def test_interrupted_build_leaves_previous_index_intact(writable_index, tmp_path, embedder, monkeypatch):
+    before = (writable_index / MANIFEST).read_text()
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    (docs / "new.txt").write_text("A new report about forced labour on fishing boats in the Andaman Sea.")
+
+    import rag.index as index_module
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("power cut while writing")
+
+    monkeypatch.setattr(index_module.BM25Index, "save", crash)  # dies half-way through writing files
+    with pytest.raises(KeyboardInterrupt):
+        ingest([docs], writable_index, embedder=embedder)
+    assert (writable_index / MANIFEST).read_text() == before
+    assert not list(writable_index.parent.glob(".tmp-*")), "temporary folder left behind"
+    index = Index.load(writable_index)
+    assert "new" not in index.documents and len(index.documents) == 4
+
+
+def test_crash_between_renames_is_recovered(writable_index):
+    old = writable_index.parent / f".old-{writable_index.name}-deadbeef"
+    writable_index.rename(old)  # as if the process died after moving the old version aside
+    index = Index.load(writable_index)
+    assert len(index.documents) == 4 and writable_index.is_dir()
+
+
+def test_reingest_reembeds_only_the_changed_file(writable_index, tmp_path, embedder, monkeypatch):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    _, first = ingest([docs], writable_index, embedder=embedder)  # sources now point at the copy
+    laos = docs / "sex-trafficking-in-laos.txt"
+    laos.write_text(laos.read_text() + "\n\n==Update==\nA new shelter opened in Vientiane in 2024.\n")
+    (docs / "sex-trafficking-in-malaysia.txt").unlink()
+
+    embedded_texts: list[str] = []
+    original = embedder.encode
+
+    def spy(texts, progress=False):
+        embedded_texts.extend(texts)
+        return original(texts, progress=progress)
+
+    monkeypatch.setattr(embedder, "encode", spy)
+    report, index = ingest([docs], writable_index, embedder=embedder)
+    assert report.changed == ["sex-trafficking-in-laos"]
+    assert report.removed == ["sex-trafficking-in-malaysia"]
+    assert report.added == []
+    laos_chunks = [c for c in index.chunks if c.doc_id == "sex-trafficking-in-laos"]
+    assert len(embedded_texts) == len(laos_chunks) == report.chunks_embedded
+    assert all("Laos" in t for t in embedded_texts)
+    reloaded = Index.load(writable_index)
+    assert "sex-trafficking-in-malaysia" not in reloaded.documents
+    assert "Vientiane" in reloaded.documents["sex-trafficking-in-laos"].text
+    # Unchanged documents kept their vectors: same count and same vectors as before.
+    assert sum(c.doc_id == "compound-abuses-myanmar-border-areas-2023" for c in reloaded.chunks) == \
+        sum(c.doc_id == "compound-abuses-myanmar-border-areas-2023" for c in first.chunks)
+
+    # Nothing changed: nothing embedded, nothing rewritten.
+    embedded_texts.clear()
+    manifest_before = (writable_index / MANIFEST).read_text()
+    report, _ = ingest([docs], writable_index, embedder=embedder)
+    assert not report.modified and embedded_texts == []
+    assert (writable_index / MANIFEST).read_text() == manifest_before
+
+
+def test_unreadable_file_keeps_its_previous_version(writable_index, tmp_path, embedder):
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    ingest([docs], writable_index, embedder=embedder)
+    (docs / "sex-trafficking-in-laos.txt").write_bytes(b"\x00\x00binary now")
+    report, index = ingest([docs], writable_index, embedder=embedder)
+    assert any("sex-trafficking-in-laos.txt" in p for p, _ in report.skipped)
+    assert "sex-trafficking-in-laos" in index.documents
+    assert not report.removed
+
+
+def test_rebuild_replaces_an_incompatible_index(writable_index, embedder):
+    _edit_manifest(writable_index, **{"model.name": "other/model"})
+    with pytest.raises(IndexMismatchError):
+        ingest([SEEDS], writable_index, embedder=embedder)
+    report, index = ingest([SEEDS], writable_index, embedder=embedder, rebuild=True)
+    assert len(index.documents) == 4 and report.chunks_embedded == len(index.chunks)
+    Index.load(writable_index)
