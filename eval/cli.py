@@ -1,0 +1,235 @@
+"""``rag eval``: the arguments and the command (wired into ``rag.cli``).
+
+    rag eval eval/gold.jsonl                                  # gold set, bm25 + dense + hybrid side by side
+    rag eval eval/gold.jsonl --retriever hybrid --compare eval/runs/PREVIOUS
+    rag eval --check-gold eval/gold.jsonl                     # check a gold file against seeds/
+    rag eval --format beir ../shared/benchmarks/scifact --cache .cache/eval
+    rag eval --format squad ../shared/benchmarks/squad/dev-v1.1.json --limit 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rag import Assistant, Config, ConfigError, InputError, load_documents, project_home
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("gold", "beir", "squad")
+RETRIEVER_CHOICES = ("bm25", "dense", "hybrid")
+#: Settings that shape the stored index: overriding one rebuilds the gold index in memory.
+REBUILD_SETTINGS = frozenset(Config.INDEX_FIELDS) | {"bm25_k1", "bm25_b"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``rag eval`` arguments to its sub-parser."""
+    parser.add_argument("path", nargs="?", help="gold JSONL file (default format), a BEIR folder (--format beir) "
+                                                "or a SQuAD JSON file (--format squad)")
+    parser.add_argument("--format", choices=FORMATS, default="gold", help="what PATH is (default: gold)")
+    parser.add_argument("--check-gold", metavar="FILE", help="only check a gold file: every answer and evidence quote "
+                        "must be an exact substring of its document and every answer inside an evidence quote")
+    parser.add_argument("--retriever", nargs="+", choices=RETRIEVER_CHOICES, metavar="{bm25,dense,hybrid}",
+                        help="retrievers to evaluate side by side (default: bm25 dense hybrid)")
+    parser.add_argument("--k", type=int, default=10, help="passages retrieved per question (gold, SQuAD; "
+                        "at least 10; default 10)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: eval/runs/<timestamp>/)")
+    parser.add_argument("--compare", metavar="PREVIOUS_DIR", help="print and write metric deltas against an "
+                        "earlier run's output folder")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N questions or queries")
+    parser.add_argument("--docs", nargs="+", metavar="PATH", help="documents the gold set refers to, indexed in "
+                        "memory for this run (default: the --index or embeddings/default; --check-gold: seeds/)")
+    parser.add_argument("--cache", metavar="DIR", help="benchmarks: keep the built index in DIR and reuse it while "
+                        "the corpus, the index settings and the rag code are unchanged")
+    parser.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a rag.Config setting for this run, e.g. --set chunk_tokens=120 (repeatable; "
+                             "index settings rebuild the index in memory)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["top_k=5", "fusion=weighted"]`` -> typed values for ``Config.replace``."""
+    defaults = Config()
+    names = {f.name for f in dataclasses.fields(Config)}
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"--set {item!r}: expected KEY=VALUE, e.g. --set chunk_tokens=120")
+        if key not in names:
+            raise ConfigError(f"--set {key}: unknown setting; known: {', '.join(sorted(names))}")
+        default = getattr(defaults, key)
+        raw = raw.strip()
+        try:
+            if isinstance(default, bool):
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError("expected true or false")
+                value: Any = raw.lower() in ("true", "1", "yes")
+            elif isinstance(default, int):
+                value = int(raw)
+            elif isinstance(default, float):
+                value = float(raw)
+            elif isinstance(default, tuple):
+                value = tuple(part.strip() for part in raw.split(",") if part.strip())
+            else:
+                value = raw
+        except ValueError as exc:
+            raise ConfigError(f"--set {key}={raw}: {exc}; the default is {default!r}") from exc
+        changes[key] = value
+    return changes
+
+
+def default_out(fmt: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = project_home() / "eval" / "runs"
+    out = base / (stamp if fmt == "gold" else f"{stamp}-{fmt}")
+    n = 2
+    while out.exists():
+        out = base / f"{stamp}-{n}" if fmt == "gold" else base / f"{stamp}-{fmt}-{n}"
+        n += 1
+    return out
+
+
+def canonical_command(args: argparse.Namespace, retrievers: Sequence[str]) -> str:
+    """The command that reproduces this run (as given, options in a fixed order)."""
+    parts = ["rag"]
+    if args.index:
+        parts += ["--index", args.index]
+    parts += ["eval"]
+    if args.format != "gold":
+        parts += ["--format", args.format]
+    parts.append(args.path)
+    if args.retriever:
+        parts += ["--retriever", *retrievers]
+    if args.k != 10:
+        parts += ["--k", str(args.k)]
+    for flag in ("limit", "docs", "split", "cache"):
+        value = getattr(args, flag)
+        if flag == "split" and (value == "test" or args.format != "beir"):
+            continue
+        if value:
+            parts += [f"--{flag}", *(value if isinstance(value, list) else [str(value)])]
+    for item in args.set:
+        parts += ["--set", item]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def gold_assistant(args: argparse.Namespace, config: Config, overrides: dict[str, Any], progress: bool) -> Assistant:
+    """The assistant the gold set is asked through: --docs in memory, else --index / embeddings/default."""
+    if args.docs:
+        return Assistant.build(args.docs, None, config, progress=progress)
+    assistant = Assistant.load(args.index, config, progress=progress)
+    stale = assistant.info().get("settings") != config.index_settings() or REBUILD_SETTINGS & set(overrides)
+    if stale:
+        log.warning("index settings differ from this run's: re-indexing its %d documents in memory",
+                    len(assistant.documents))
+        assistant = Assistant.from_documents(list(assistant.documents.values()), config, None, progress=progress)
+    return assistant
+
+
+def check_gold(args: argparse.Namespace) -> int:
+    from .gold import read_gold
+
+    if args.docs:
+        documents, _skipped = load_documents(args.docs)
+        by_id = {d.doc_id: d for d in documents}
+        source = ", ".join(args.docs)
+    elif args.index:
+        by_id = dict(Assistant.load(args.index, build_if_missing=False).documents)
+        source = args.index
+    else:
+        seeds = project_home() / "seeds"
+        documents, _skipped = load_documents([seeds])
+        by_id = {d.doc_id: d for d in documents}
+        source = str(seeds)
+    gold = read_gold(args.check_gold, by_id)
+    for problem in gold.problems:
+        print(problem, file=sys.stderr if problem.severity == "error" else sys.stdout)
+    counts = gold.counts()
+    kinds = ", ".join(f"{k} {counts[k]}" for k in ("factoid", "number", "list", "why", "multi_doc", "unanswerable")
+                      if counts.get(k))
+    errors, warnings = len(gold.errors), len(gold.warnings)
+    verdict = "OK" if not errors else "FAILED"
+    print(f"{args.check_gold}: {verdict}: {counts['questions']} valid questions ({counts['answerable']} answerable, "
+          f"{counts['unanswerable']} unanswerable; {kinds}) against {len(by_id)} documents in {source}; "
+          f"{errors} error(s), {warnings} warning(s)")
+    return 1 if errors else 0
+
+
+# ---------------------------------------------------------------------- command
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``rag eval``; returns the exit code."""
+    from . import benchmarks, report
+    from .gold import load_gold
+    from .runner import RETRIEVERS, run_gold
+
+    if args.check_gold:
+        return check_gold(args)
+    if not args.path:
+        raise InputError("give a gold file, e.g. rag eval eval/gold.jsonl (or --format beir DIR, "
+                         "--format squad FILE, or --check-gold FILE)")
+    progress = not getattr(args, "quiet", False)
+    overrides = parse_overrides(args.set)
+    config = Config().replace(**overrides) if overrides else Config()
+    retrievers = tuple(dict.fromkeys(args.retriever)) if args.retriever else RETRIEVERS
+    if args.k < 10:
+        raise InputError(f"--k {args.k} is too small: hit@10, MRR@10 and nDCG@10 need --k 10 or more")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit {args.limit}: give 1 or more questions")
+    if args.compare:
+        report.load_metrics(args.compare)  # fail before the run, not after it
+    path = Path(args.path)
+    if args.format == "gold" and path.is_dir():
+        raise InputError(f"{path} is a folder; for a BEIR folder add --format beir")
+    out = Path(args.out) if args.out else default_out(args.format)
+    command = canonical_command(args, retrievers)
+    started = time.perf_counter()
+
+    if args.format == "gold":
+        if args.cache:
+            log.warning("--cache only applies to --format beir and squad; ignored")
+        assistant = gold_assistant(args, config, overrides, progress)
+        gold = load_gold(path, assistant.documents)
+        result = run_gold(assistant, gold, retrievers, k=args.k, limit=args.limit, progress=progress)
+    elif args.format == "beir":
+        data = benchmarks.load_beir(path, args.split, args.limit)
+        assistant, build = benchmarks.build_assistant(data.corpus.documents, config, cache=args.cache,
+                                                      name=f"beir-{data.name}", progress=progress)
+        result = benchmarks.run_beir(assistant, data, retrievers, progress=progress, build=build)
+    else:
+        data = benchmarks.load_squad(path, args.limit)
+        assistant, build = benchmarks.build_assistant(data.corpus.documents, config, cache=args.cache,
+                                                      name="squad", progress=progress)
+        result = benchmarks.run_squad(assistant, data, retrievers, k=args.k, progress=progress, build=build)
+    result.meta["total_seconds"] = round(time.perf_counter() - started, 1)
+    if args.limit is not None:
+        result.meta["limit"] = args.limit
+    written = report.write_outputs(result, out, previous=args.compare, plots=not args.no_plots, command=command)
+
+    counts = ", ".join(f"{k} {v}" for k, v in result.meta.get("counts", {}).items() if v)
+    print(f"rag eval ({args.format}) {args.path}: {counts}; retrievers {', '.join(retrievers)}; "
+          f"{result.meta['seconds']}s evaluating, {result.meta['total_seconds']}s in all")
+    print(report.headline_table(result))
+    if args.format == "gold":
+        weakest = report.weakest_kinds(result)
+        print("weakest kinds (" + report.focus_retriever(result) + "): "
+              + ", ".join(f"{k} {s:.3f}" for k, s in weakest))
+    if written["comparison"]:
+        print(written["comparison"])
+    print(f"wrote {out}/{report.REPORT_FILE}, {report.METRICS_FILE}, {report.PREDICTIONS_FILE}"
+          + (f" and {len(written['plots'])} plots" if written["plots"] else ""))
+    return 0
