@@ -9,6 +9,7 @@ True
 
 from .assistant import Assistant, ingest
 from .config import Config, project_home
+from .conversation import is_followup, resolve_followup
 from .documents import document_from_text, load_documents
 from .errors import (ConfigError, DocumentError, EmptyCorpusError, IndexBusyError, IndexCorruptError,
                      IndexMismatchError, IndexNotFoundError, InputError, ModelError, QuestionTruncatedWarning,
@@ -41,6 +42,8 @@ __all__ = [
     "__version__",
     "document_from_text",
     "ingest",
+    "is_followup",
     "load_documents",
     "project_home",
+    "resolve_followup",
 ]

@@ -1,0 +1,217 @@
+"""The UI in a real headless Chromium (Debian's /usr/bin/chromium), driven by Playwright."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from rag import Config
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+QUESTION = "Where are women from Myanmar trafficked to?"
+ANSWER_TIMEOUT_MS = 30_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (make browser)"),
+]
+log = logging.getLogger(__name__)
+
+PAYLOAD_DOC = """# Zebra census <img src=x onerror="window.__xss='title';alert('title')">
+
+## Findings <script>window.__xss='heading';alert('heading')</script>
+
+The zebra census in Narnia counted 42 zebras <script>window.__xss='script';alert('script')</script> near the lamp post.
+The census report about zebras in Narnia had an image <img src=x onerror="window.__xss='img';alert('img')"> attached.
+Read [the zebra census](javascript:window.__xss='link';alert('link')) for the zebra count in Narnia.
+Templates ${alert('tpl')} and {{constructor.constructor('alert(1)')()}} stay text in the zebra census.
+"""
+
+
+@pytest.fixture(scope="module")
+def server(ui_server_factory):
+    return ui_server_factory(Config())
+
+
+@pytest.fixture(scope="module")
+def browser_context():
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="rag-chromium-") as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000})
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(browser_context, server):
+    """A fresh tab on the UI, recording every request and every dialog."""
+    page = browser_context.new_page()
+    page.requests = []  # type: ignore[attr-defined]
+    page.dialogs = []  # type: ignore[attr-defined]
+    page.on("request", lambda request: page.requests.append(request.url))
+
+    def on_dialog(dialog) -> None:
+        page.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.goto(server.url)
+    page.wait_for_selector("#question textarea")
+    yield page
+    page.close()
+
+
+def ask(page, question: str, turn: int) -> float:
+    """Type a question, press Ask, wait for answer ``turn``; returns the seconds it took."""
+    page.fill("#question textarea", question)
+    started = time.perf_counter()
+    page.click("#ask")
+    page.wait_for_selector(f"#chat #turn-{turn} .rag-bot", timeout=ANSWER_TIMEOUT_MS)
+    return time.perf_counter() - started
+
+
+def test_question_answer_sources_and_follow_up(page, server, tmp_path):
+    from playwright.sync_api import expect
+
+    expected = server.assistant.ask(QUESTION)
+    assert not expected.abstained and expected.citations
+    seconds = ask(page, QUESTION, 1)
+    log.warning("end-to-end latency of one question in the UI: %.2fs", seconds)
+    print(f"\nend-to-end latency of one question in the UI: {seconds:.2f}s")
+
+    chat = page.locator("#chat")
+    markers = chat.locator("#turn-1 a.rag-cite")
+    expect(markers).to_have_count(len(expected.citations))
+    assert markers.first.inner_text() == "[1]"
+    assert expected.citations[0].quote.split()[0] in chat.inner_text()
+
+    # The sources panel: title, section, the quote highlighted in its passage, the score; uncited ones collapsed.
+    source = page.locator("#sources #src-1-1")
+    expect(source).to_be_visible()
+    assert expected.citations[0].title in source.inner_text()
+    assert expected.citations[0].section in source.inner_text()
+    highlighted = source.locator("mark").inner_text()
+    assert " ".join(highlighted.split()) == " ".join(expected.citations[0].quote.split())
+    assert len(source.locator(".rag-passage").inner_text()) > len(highlighted)  # shown inside its passage
+    assert "retrieval score" in source.inner_text()
+    uncited = page.locator("#sources details.rag-uncited")
+    expect(uncited).to_have_count(1)
+    assert uncited.get_attribute("open") is None
+
+    # Clicking a marker brings its source into view; the first screenshot shows this state.
+    markers.first.click()
+    expect(source).to_be_in_viewport()
+    page.wait_for_timeout(600)  # let the smooth scroll settle
+    shot = tmp_path / "ui-answer.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+    # A follow-up is resolved against the conversation, and the searched question is shown.
+    ask(page, "and from Laos?", 2)
+    expect(chat.locator("#turn-2 .rag-searched")).to_contain_text("Where are women from Laos trafficked to?")
+    expect(page.locator("#sources #src-2-1")).to_contain_text("Sex trafficking in Laos")
+
+    # Clicking a marker of the first answer opens its (now older, collapsed) sources and brings them into view.
+    chat.locator("#turn-1 a.rag-cite").first.click()
+    first_source = page.locator("#sources #src-1-1")
+    expect(first_source).to_be_in_viewport()
+    expect(first_source).to_have_class(re.compile(r"\brag-selected\b"))
+
+    # Markdown export of the latest answer, ready to copy or download.
+    page.locator("#export .label-wrap").click()
+    expect(page.locator("#markdown textarea")).to_have_value(
+        re.compile(r"^\*\*Q:\*\* Where are women from Laos trafficked to\?"), timeout=5000)
+    assert "**Sources**" in page.locator("#markdown textarea").input_value()
+    page.wait_for_timeout(600)  # let the smooth scroll settle
+    page.screenshot(path=str(tmp_path / "ui-conversation.png"), full_page=True)
+
+    # Nothing was loaded from anywhere but this server (no fonts, scripts or analytics from outside).
+    hosts = {urlparse(url).hostname for url in page.requests if not url.startswith(("data:", "blob:"))}
+    assert hosts == {"127.0.0.1"}, hosts
+    assert not page.dialogs
+
+
+def test_abstention_filter_and_about(page, server):
+    from playwright.sync_api import expect
+
+    ask(page, "What is the boiling point of mercury?", 1)
+    expect(page.locator("#chat #turn-1 .rag-abstain")).to_have_text("The documents do not answer this question.")
+    expect(page.locator("#sources .rag-abstain")).to_be_visible()
+    expect(page.locator("#sources .rag-passage-card:visible")).to_have_count(3)  # closest ones open, rest collapsed
+
+    # Filter to one document: every passage then comes from it.
+    for title in ("Sex trafficking in Laos", "Sex trafficking in Myanmar",
+                  "Compound Abuses: Human Trafficking, Forced Criminality, and Abuse in Myanmar's Border Areas"):
+        page.locator("#doc-filter label", has_text=title).click()
+    ask(page, "Where are women trafficked to?", 2)
+    expect(page.locator("#chat #turn-2")).to_contain_text("searched 1 of")
+    titles = page.locator("#sources .rag-turn-sources").first.locator(".rag-source-head b").all_text_contents()
+    assert titles and set(titles) == {"Sex trafficking in Malaysia"}
+
+    page.get_by_role("tab", name="About this index").click()
+    about = page.locator("#about")
+    expect(about).to_contain_text("all-MiniLM-L6-v2")
+    expect(about).to_contain_text(f"{len(server.assistant.index.chunks)} chunks")
+
+
+def test_uploaded_payload_document_renders_inert(page, server):
+    from playwright.sync_api import expect
+
+    # Upload through the browser, with a hostile file name too.
+    page.get_by_role("tab", name="Add documents").click()
+    page.locator("#upload-files input[type=file]").set_input_files(
+        files=[{"name": "<img src=x onerror=alert('name')>.md", "mimeType": "text/markdown",
+                "buffer": PAYLOAD_DOC.encode()}])
+    expect(page.locator("#upload-files")).to_contain_text("onerror")  # uploaded to the server
+    page.click("#upload-button")
+    status = page.locator("#upload-status")
+    expect(status).to_contain_text("Added", timeout=ANSWER_TIMEOUT_MS)
+    # (Gradio itself drops the angle brackets from uploaded file names.)
+    expect(status).to_contain_text("from \u201cimg src=x onerror=alert('name').md\u201d")
+    expect(status).to_contain_text("Zebra census <img src=x")
+    assert (server.uploads / "img-src-x-onerror-alert-name.md").is_file()
+
+    page.get_by_role("tab", name="Ask").click()
+    question = "How many zebras did the census count in Narnia? <img src=x onerror=\"alert('question')\">"
+    ask(page, question, 1)
+    chat, sources = page.locator("#chat"), page.locator("#sources")
+    expect(chat.locator("#turn-1 a.rag-cite").first).to_be_visible()
+    expect(chat.locator(".rag-user")).to_contain_text("<img src=x onerror=\"alert('question')\">")
+    sources.locator("details.rag-uncited summary").first.click()
+    text = sources.inner_text()
+    assert "<script>window.__xss='script';alert('script')</script>" in text
+    assert "[the zebra census](javascript:window.__xss='link';alert('link'))" in text
+    assert "${alert('tpl')}" in text and "{{constructor.constructor('alert(1)')()}}" in text
+    assert "Zebra census <img" in page.locator("#doc-filter").inner_text()
+    page.wait_for_timeout(500)
+
+    injected = page.evaluate("""() => ({
+        xss: window.__xss === undefined ? null : String(window.__xss),
+        images: document.querySelectorAll('img[src="x"]').length,
+        scripts: document.querySelectorAll('#chat script, #sources script, #upload-status script, #doc-filter script').length,
+        jsLinks: document.querySelectorAll('a[href^="javascript" i]').length,
+    })""")
+    assert injected == {"xss": None, "images": 0, "scripts": 0, "jsLinks": 0}
+    assert not page.dialogs
+
+    # A page opened later lists the new document (as text) in its filter and its About view.
+    fresh = page.context.new_page()
+    fresh.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    fresh.goto(server.url)
+    expect(fresh.locator("#doc-filter")).to_contain_text("Zebra census <img src=x", timeout=10_000)
+    fresh.get_by_role("tab", name="About this index").click()
+    expect(fresh.locator("#about")).to_contain_text("img-src-x-onerror-alert-name")
+    assert fresh.evaluate("() => document.querySelectorAll('img[src=\"x\"]').length") == 0
+    fresh.close()
+    assert not page.dialogs

@@ -1,0 +1,801 @@
+"""The Gradio web UI: a chat with grounded answers beside their sources.
+
+``build_app(assistant)`` returns the ``gr.Blocks``; ``start(app, …)`` launches it
+with this UI's theme, CSS and limits; ``serve(…)`` (used by ``rag serve``) does
+both over an index folder.
+
+Safety: questions, answers, document text, titles and file names are data. Every
+piece is HTML-escaped by this module before it reaches a ``gr.HTML`` component;
+no Markdown renderer ever sees them, so ``<script>``, ``<img onerror=…>`` and
+``[x](javascript:…)`` show as inert text.
+
+Programs use the named endpoints ``/ask``, ``/retrieve``, ``/upload``,
+``/documents`` and ``/info`` (JSON dicts), e.g. with ``gradio_client``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import hashlib  # noqa: E402
+import html  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable, Sequence  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from rag import (Answer, Assistant, Config, DocumentError, InputError, Passage, RagError,  # noqa: E402
+                 document_from_text, project_home, resolve_followup)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_app", "start", "serve", "parse_auth", "safe_upload_name", "add_uploads", "UploadResult",
+           "render_answer_html", "render_sources_html", "render_about_html"]
+
+AUTH_ENV = "RAG_AUTH"
+ABSTAIN_TEXT = "The documents do not answer this question."
+#: Characters of document text shown on each side of a quote when no retrieved passage holds it.
+CONTEXT_CHARS = 300
+#: Closest passages shown open under an abstention (the rest are collapsed).
+ABSTAIN_OPEN_PASSAGES = 3
+MAX_K = 50
+_SNIFF_BYTES = 8192
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+CSS = """
+.rag-chat { display: flex; flex-direction: column; gap: 0.9rem; padding: 0.25rem; }
+.rag-empty { color: var(--body-text-color-subdued); padding: 1rem; line-height: 1.5; }
+.rag-turn { display: flex; flex-direction: column; gap: 0.35rem; }
+.rag-msg { border-radius: 0.75rem; padding: 0.6rem 0.85rem; max-width: 92%; line-height: 1.5;
+           white-space: pre-wrap; overflow-wrap: anywhere; }
+.rag-user { align-self: flex-end; background: var(--color-accent-soft); }
+.rag-bot { align-self: flex-start; background: var(--background-fill-secondary);
+           border: 1px solid var(--border-color-primary); }
+.rag-who { display: block; font-size: 0.75rem; font-weight: 600; color: var(--body-text-color-subdued);
+           white-space: normal; }
+.rag-searched { align-self: flex-end; font-size: 0.8rem; color: var(--body-text-color-subdued); }
+.rag-abstain { font-weight: 600; }
+.rag-meta { display: block; font-size: 0.75rem; color: var(--body-text-color-subdued); margin-top: 0.3rem;
+            white-space: normal; }
+a.rag-cite { font-weight: 700; text-decoration: none; color: var(--color-accent); cursor: pointer;
+             padding: 0 0.1rem; border-radius: 0.25rem; }
+a.rag-cite:hover, a.rag-cite:focus { background: var(--color-accent-soft); outline: none; }
+.rag-sources { display: flex; flex-direction: column; gap: 0.75rem; padding: 0.25rem; }
+.rag-sources h3 { font-size: 1rem; margin: 0.2rem 0; }
+.rag-sources h4 { font-size: 0.9rem; margin: 0.4rem 0 0.2rem; }
+.rag-source { border: 1px solid var(--border-color-primary); border-radius: 0.6rem; padding: 0.6rem 0.75rem;
+              margin-bottom: 0.6rem; scroll-margin: 2rem; transition: box-shadow 0.3s; }
+.rag-source.rag-selected { border-color: var(--color-accent); box-shadow: 0 0 0 3px var(--color-accent-soft); }
+.rag-source-head { font-size: 0.9rem; margin-bottom: 0.3rem; }
+.rag-num { font-weight: 700; color: var(--color-accent); margin-right: 0.3rem; }
+.rag-section { color: var(--body-text-color-subdued); }
+.rag-passage { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.88rem; line-height: 1.5;
+               max-height: 22rem; overflow-y: auto; }
+.rag-passage mark { background: #fde68a; color: #1f2937; padding: 0 0.1rem; border-radius: 0.15rem; }
+.rag-score { font-size: 0.75rem; color: var(--body-text-color-subdued); margin-top: 0.3rem; }
+.rag-sources details > summary { cursor: pointer; font-size: 0.9rem; margin: 0.3rem 0; }
+.rag-about table { border-collapse: collapse; width: 100%; }
+.rag-about th, .rag-about td { text-align: left; padding: 0.3rem 0.5rem; border-bottom: 1px solid var(--border-color-primary);
+                               overflow-wrap: anywhere; }
+.rag-status-ok { color: var(--color-green-600, #15803d); }
+.rag-status-bad { color: var(--color-red-600, #b91c1c); }
+@keyframes rag-flash { from { background: var(--color-accent-soft); } to { background: transparent; } }
+.rag-flash { animation: rag-flash 1.6s ease-out; }
+"""
+
+#: Runs once when the chat component mounts: a click on a citation marker brings its source into view.
+CHAT_JS = """
+element.addEventListener('click', (event) => {
+  const link = event.target.closest('a.rag-cite');
+  if (!link) return;
+  event.preventDefault();
+  const target = document.getElementById(link.dataset.target);
+  if (!target) return;
+  let details = target.parentElement ? target.parentElement.closest('details') : null;
+  while (details) { details.open = true; details = details.parentElement ? details.parentElement.closest('details') : null; }
+  document.querySelectorAll('.rag-source.rag-selected').forEach((el) => el.classList.remove('rag-selected'));
+  target.classList.add('rag-selected');
+  target.classList.remove('rag-flash'); void target.offsetWidth; target.classList.add('rag-flash');
+  target.scrollIntoView({behavior: 'smooth', block: 'center'});
+  target.focus({preventScroll: true});
+});
+"""
+
+
+def esc(value: Any) -> str:
+    """HTML-escape anything (quotes included)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+# ---------------------------------------------------------------------- rendering
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
+
+
+def split_answer(text: str, citations: Sequence[Any]) -> list[tuple[str, int | None]]:
+    """Cut an answer into (text, None) and ("", number) pieces at its citation markers.
+
+    Markers are located after each cited quote, so a "[2]" inside a quoted
+    sentence stays text.
+    """
+    pieces: list[tuple[str, int | None]] = []
+    pos = 0
+    for c in citations:
+        number = int(_field(c, "number"))
+        shown = " ".join(str(_field(c, "quote", "")).split())
+        marker = f"[{number}]"
+        idx = text.find(marker, min(len(text), pos + len(shown)))
+        if idx < 0:
+            idx = text.find(marker, pos)
+        if idx < 0:
+            continue
+        pieces.append((text[pos:idx], None))
+        pieces.append(("", number))
+        pos = idx + len(marker)
+    if pos < len(text):
+        pieces.append((text[pos:], None))
+    return pieces
+
+
+def render_answer_html(answer: Answer | dict, turn: int) -> str:
+    """The answer text, escaped, with each [n] a link to source ``src-{turn}-{n}``."""
+    text = str(_field(answer, "text", ""))
+    citations = list(_field(answer, "citations", []) or [])
+    if _field(answer, "abstained", False):
+        return f'<span class="rag-abstain">{esc(text)}</span>'
+    titles = {int(_field(c, "number")): f"{_field(c, 'title', '')} \u2014 {_field(c, 'section', '')}"
+              for c in citations}
+    out = []
+    for piece, number in split_answer(text, citations):
+        if number is None:
+            out.append(esc(piece))
+        else:
+            out.append(f'<a class="rag-cite" href="#src-{turn}-{number}" data-target="src-{turn}-{number}" '
+                       f'role="button" title="{esc(titles.get(number, ""))}">[{number}]</a>')
+    return "".join(out)
+
+
+def _snap_window(text: str, start: int, end: int) -> tuple[int, int]:
+    """Widen [start, end) by CONTEXT_CHARS each way, cut at whitespace."""
+    a = max(0, start - CONTEXT_CHARS)
+    b = min(len(text), end + CONTEXT_CHARS)
+    if a > 0:
+        space = text.find(" ", a, start)
+        a = space + 1 if space >= 0 else a
+    if b < len(text):
+        space = text.rfind(" ", end, b)
+        b = space if space >= 0 else b
+    return a, b
+
+
+def quote_in_context(citation: Any, passages: Sequence[Any], doc_text: str | None) -> tuple[str, str, str, Any]:
+    """(before, quote, after, passage or None): the quote inside the retrieved passage that holds it.
+
+    Falls back to a window of the document around the quote, and to the quote
+    alone if the document changed since the answer was given.
+    """
+    doc_id, start, end = _field(citation, "doc_id"), int(_field(citation, "start")), int(_field(citation, "end"))
+    quote = str(_field(citation, "quote", ""))
+    best, best_overlap = None, 0
+    for p in passages:
+        if _field(p, "doc_id") != doc_id:
+            continue
+        overlap = min(end, int(_field(p, "end"))) - max(start, int(_field(p, "start")))
+        if overlap > best_overlap:
+            best, best_overlap = p, overlap
+    if best is not None:
+        p_start, p_end, p_text = int(_field(best, "start")), int(_field(best, "end")), str(_field(best, "text"))
+        if p_start <= start and end <= p_end and p_text[start - p_start:end - p_start] == quote:
+            return p_text[:start - p_start], quote, p_text[end - p_start:], best
+    if doc_text is not None and doc_text[start:end] == quote:
+        a, b = _snap_window(doc_text, start, end)
+        if best is not None:  # a quote running over the passage's edge: show the passage and the overhang
+            a, b = min(a, int(_field(best, "start"))), max(b, int(_field(best, "end")))
+        return ("\u2026" if a > 0 else "") + doc_text[a:start], quote, \
+            doc_text[end:b] + ("\u2026" if b < len(doc_text) else ""), best
+    return "", quote, "", best
+
+
+def _score_line(p: Any) -> str:
+    if p is None:
+        return '<div class="rag-score">not among the retrieved passages (shown from the document)</div>'
+    return (f'<div class="rag-score">retrieval score {float(_field(p, "score", 0.0)):.4f} '
+            f'\u00b7 rank {int(_field(p, "rank", 0))} \u00b7 cosine {float(_field(p, "dense_score", 0.0)):.3f} '
+            f'\u00b7 BM25 {float(_field(p, "bm25_score", 0.0)):.2f}</div>')
+
+
+def _where(title: Any, section: Any) -> str:
+    section_html = f' <span class="rag-section">\u2014 {esc(section)}</span>' if section and section != title else ""
+    return f"<b>{esc(title)}</b>{section_html}"
+
+
+def _passage_card(p: Any) -> str:
+    return (f'<article class="rag-source rag-passage-card"><div class="rag-source-head">'
+            f'{_where(_field(p, "title"), _field(p, "section"))}</div>'
+            f'<div class="rag-passage">{esc(_field(p, "text"))}</div>{_score_line(p)}</article>')
+
+
+def render_sources_html(answer: Answer | dict, turn: int, documents: Any = None) -> str:
+    """Sources for one answer: each citation with its quote highlighted in context, then the uncited passages.
+
+    ``documents`` maps doc_id to a Document (for quotes outside every passage).
+    """
+    passages = list(_field(answer, "passages", []) or [])
+    citations = list(_field(answer, "citations", []) or [])
+    parts = [f'<h3>Sources for \u201c{esc(_field(answer, "question", ""))}\u201d</h3>']
+    if _field(answer, "abstained", False):
+        parts.append(f'<p class="rag-abstain">{esc(ABSTAIN_TEXT)}</p>')
+        if not passages:
+            parts.append("<p>No passage matched (check the document filter).</p>")
+            return "".join(parts)
+        parts.append("<h4>Closest passages</h4>")
+        parts.extend(_passage_card(p) for p in passages[:ABSTAIN_OPEN_PASSAGES])
+        rest = passages[ABSTAIN_OPEN_PASSAGES:]
+        if rest:
+            parts.append(f"<details><summary>{len(rest)} more retrieved passage{'s' if len(rest) != 1 else ''}"
+                         f"</summary>{''.join(_passage_card(p) for p in rest)}</details>")
+        return "".join(parts)
+    used: set[Any] = set()
+    for c in citations:
+        number = int(_field(c, "number"))
+        doc = documents.get(_field(c, "doc_id")) if documents is not None else None
+        before, quote, after, passage = quote_in_context(c, passages, getattr(doc, "text", None))
+        if passage is not None:
+            used.add(_field(passage, "chunk_id"))
+        parts.append(
+            f'<article class="rag-source" id="src-{turn}-{number}" tabindex="-1">'
+            f'<div class="rag-source-head"><span class="rag-num">[{number}]</span>'
+            f'{_where(_field(c, "title"), _field(c, "section"))}</div>'
+            f'<div class="rag-passage">{esc(before)}<mark>{esc(quote)}</mark>{esc(after)}</div>'
+            f'{_score_line(passage)}</article>')
+    uncited = [p for p in passages if _field(p, "chunk_id") not in used]
+    if uncited:
+        parts.append(f'<details class="rag-uncited"><summary>{len(uncited)} retrieved passage'
+                     f'{"s" if len(uncited) != 1 else ""} not cited</summary>'
+                     f'{"".join(_passage_card(p) for p in uncited)}</details>')
+    return "".join(parts)
+
+
+def render_about_html(info: dict) -> str:
+    """The "About this index" view."""
+    model = info.get("model") or {}
+    rows = "".join(
+        f"<tr><td>{esc(d.get('title'))}</td><td><code>{esc(d.get('doc_id'))}</code></td>"
+        f"<td>{esc(d.get('chunks'))}</td><td>{esc(d.get('path'))}</td></tr>" for d in info.get("documents", []))
+    settings = info.get("settings") or {}
+    settings_text = ", ".join(f"{k}={v}" for k, v in settings.items())
+    return (
+        '<div class="rag-about">'
+        f"<p><b>{len(info.get('documents', []))}</b> documents, <b>{esc(info.get('chunks'))}</b> chunks.</p>"
+        "<table><tbody>"
+        f"<tr><th>Model</th><td>{esc(model.get('name'))} ({esc(model.get('dimension'))} dimensions, "
+        f"{esc(model.get('dtype'))})</td></tr>"
+        f"<tr><th>Built</th><td>{esc(info.get('created_at'))}</td></tr>"
+        f"<tr><th>Updated</th><td>{esc(info.get('updated_at'))}</td></tr>"
+        f"<tr><th>Retriever</th><td>{esc(info.get('retriever'))}</td></tr>"
+        f"<tr><th>Index settings</th><td>{esc(settings_text)}</td></tr>"
+        f"<tr><th>Index folder</th><td>{esc(info.get('index'))}</td></tr>"
+        "</tbody></table><h4>Documents</h4>"
+        f"<table><thead><tr><th>Title</th><th>Id</th><th>Chunks</th><th>File</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>")
+
+
+# ---------------------------------------------------------------------- conversation state
+@dataclass
+class Turn:
+    """One question and its answer, rendered once when it is asked."""
+
+    number: int
+    asked: str
+    searched: str
+    answer: dict
+    markdown: str
+    chat_html: str
+    sources_html: str
+    seconds: float
+
+
+def _turn_chat_html(turn: Turn, filter_note: str) -> str:
+    a = turn.answer
+    searched = ""
+    if turn.searched != turn.asked:
+        searched = f'<div class="rag-searched">Searched: \u201c{esc(turn.searched)}\u201d</div>'
+    meta = (f'confidence {float(a.get("confidence", 0.0)):.2f} \u00b7 {len(a.get("passages", []))} passages '
+            f'\u00b7 {turn.seconds:.2f} s{esc(filter_note)}')
+    return (f'<div class="rag-turn" id="turn-{turn.number}">'
+            f'<div class="rag-msg rag-user"><span class="rag-who">You</span>{esc(turn.asked)}</div>{searched}'
+            f'<div class="rag-msg rag-bot{" rag-abstained" if a.get("abstained") else ""}">'
+            f'<span class="rag-who">Assistant</span>{render_answer_html(a, turn.number)}'
+            f'<span class="rag-meta">{meta}</span></div></div>')
+
+
+def render_chat(turns: Sequence[Turn], n_documents: int) -> str:
+    if not turns:
+        return (f'<div class="rag-chat"><div class="rag-empty">Ask a question about the {n_documents} indexed '
+                "documents. Every answer sentence is quoted from a document and cited [n]; click a marker to "
+                "see its source. Follow-ups such as \u201cand in Laos?\u201d continue the conversation.</div></div>")
+    return '<div class="rag-chat">' + "".join(t.chat_html for t in turns) + "</div>"
+
+
+def render_sources_panel(turns: Sequence[Turn]) -> str:
+    if not turns:
+        return '<div class="rag-sources"><p class="rag-empty">Sources of the answers appear here.</p></div>'
+    latest, older = turns[-1], list(reversed(turns[:-1]))
+    parts = [f'<section class="rag-turn-sources" id="sources-{latest.number}">{latest.sources_html}</section>']
+    for t in older:
+        parts.append(f'<details class="rag-older"><summary>Earlier: \u201c{esc(t.searched)}\u201d</summary>'
+                     f'<section class="rag-turn-sources" id="sources-{t.number}">{t.sources_html}</section></details>')
+    return '<div class="rag-sources">' + "".join(parts) + "</div>"
+
+
+# ---------------------------------------------------------------------- uploads
+def safe_upload_name(original: str, ext: str, taken: Callable[[str], bool] = lambda name: False,
+                     content: bytes = b"") -> str:
+    """A generated file name for an upload: a slug of the original stem plus the (checked) extension.
+
+    Never a path: only ``[a-z0-9-]`` and the extension survive. ``taken(name)``
+    says a name is in use by another document; then a content hash is appended.
+    """
+    stem = Path(str(original).replace("\\", "/")).name
+    stem = stem[: -len(Path(stem).suffix)] if Path(stem).suffix else stem
+    slug = _SLUG.sub("-", stem.lower()).strip("-")[:60].strip("-") or "document"
+    name = f"{slug}{ext}"
+    if taken(name):
+        name = f"{slug}-{hashlib.sha256(content or original.encode()).hexdigest()[:8]}{ext}"
+    return name
+
+
+@dataclass
+class UploadResult:
+    """What one upload did; ``to_dict`` is the ``/upload`` endpoint's answer."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    #: doc_id → the client's file name it came from.
+    files: dict[str, str] = field(default_factory=dict)
+    documents: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    summary: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "added": self.added, "changed": self.changed, "unchanged": self.unchanged,
+                "rejected": self.rejected, "files": self.files, "documents": self.documents, "chunks": self.chunks,
+                "seconds": round(self.seconds, 2), "summary": self.summary}
+
+
+def human_size(n: int) -> str:
+    """Bytes as "20 MB", "1.5 MB" or "49 KB" (binary units)."""
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.1f}".removesuffix(".0") + " MB"
+    return f"{max(1, round(n / 1024))} KB"
+
+
+def _check_upload(path: Path, display: str, config: Config) -> tuple[str, bytes]:
+    """Validate one uploaded file; returns (extension, bytes) or raises ``InputError``/``DocumentError``."""
+    ext = Path(display).suffix.lower()
+    allowed = tuple(e.lower() for e in config.allowed_extensions)
+    if ext not in allowed:
+        raise InputError(f"only {', '.join(allowed)} files can be added (this is {ext or 'a file without extension'})")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DocumentError(f"cannot be read ({exc.strerror or exc})") from exc
+    if size > config.max_upload_bytes:
+        raise InputError(f"{human_size(size)} is over the upload limit of {human_size(config.max_upload_bytes)}")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"cannot be read ({exc.strerror or exc})") from exc
+    if b"\x00" in raw[:_SNIFF_BYTES]:
+        raise DocumentError("looks like a binary file, not text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8") from exc
+    if not text.strip():
+        raise DocumentError("is empty")
+    return ext, raw
+
+
+def add_uploads(assistant: Assistant, files: Sequence[str | Path], uploads_dir: Path,
+                progress: Callable[..., Any] | None = None, names: Sequence[str] | None = None) -> UploadResult:
+    """Check, save (under generated names) and index uploaded files; bad files are rejected, changing nothing.
+
+    ``names`` are the client's file names, used for messages and to derive the
+    generated name; by default each file's own base name.
+    """
+    started = time.perf_counter()
+    config = assistant.config
+    result = UploadResult()
+    step = progress or (lambda *args, **kwargs: None)
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    home = project_home()
+    planned: dict[str, bytes] = {}
+    display_by_name: dict[str, str] = {}
+    files = list(files or [])
+    names = list(names) if names is not None else [Path(str(f)).name for f in files]
+    step(0.05, desc="Checking files")
+    for path, display in zip(files, names):
+        try:
+            ext, raw = _check_upload(Path(path), display, config)
+
+            def taken(candidate: str) -> bool:
+                """In use by this batch, or the id of an indexed document that lives elsewhere (e.g. a seed)."""
+                if candidate in planned:
+                    return True
+                doc = assistant.documents.get(Path(candidate).stem)
+                if doc is None:
+                    return False
+                stored = Path(doc.path) if Path(doc.path).is_absolute() else home / doc.path
+                return stored.resolve() != (uploads_dir / candidate).resolve()
+
+            name = safe_upload_name(display, ext, taken, raw)
+            # Parse now, so a file the indexer would skip is refused before anything is written.
+            text = raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+            document_from_text(Path(name).stem, text, path=name)
+        except RagError as exc:
+            reason = str(exc).split(": ", 1)[-1] if isinstance(exc, DocumentError) else str(exc)
+            result.rejected.append({"file": display, "reason": reason})
+            log.info("upload %r rejected: %s", display, reason)
+            continue
+        planned[name] = raw
+        display_by_name[name] = display
+    if planned:
+        step(0.2, desc=f"Saving {len(planned)} file{'s' if len(planned) != 1 else ''}")
+        backups: dict[Path, bytes | None] = {}
+        written: list[Path] = []
+        try:
+            for name, raw in planned.items():
+                target = uploads_dir / name
+                backups[target] = target.read_bytes() if target.exists() else None
+                with tempfile.NamedTemporaryFile(dir=uploads_dir, prefix=".upload-", delete=False) as tmp:
+                    tmp.write(raw)
+                os.replace(tmp.name, target)
+                written.append(target)
+            step(0.35, desc="Embedding and indexing")
+            report = assistant.ingest(written, progress=progress is not None)  # tqdm bars feed gr.Progress
+        except Exception:
+            for target in written:  # put the folder back as it was
+                old = backups.get(target)
+                if old is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    target.write_bytes(old)
+            raise
+        ids = {Path(t).stem for t in written}
+        result.added = [d for d in report.added if d in ids]
+        result.changed = [d for d in report.changed if d in ids]
+        result.unchanged = [d for d in report.unchanged if d in ids]
+        result.files = {Path(t).stem: display_by_name[Path(t).name] for t in written
+                        if Path(t).stem in set(result.added + result.changed + result.unchanged)}
+        for path, reason in report.skipped:  # not expected (each file was parsed above), but never left behind
+            skipped = Path(path)
+            if skipped.resolve().parent == uploads_dir.resolve() and skipped.name in planned:
+                old = backups.get(uploads_dir / skipped.name)
+                if old is None:
+                    skipped.unlink(missing_ok=True)
+                else:
+                    skipped.write_bytes(old)
+            result.rejected.append({"file": display_by_name.get(skipped.name, skipped.name), "reason": reason})
+        result.summary = report.summary()
+    info = assistant.info()
+    result.documents, result.chunks = len(info["documents"]), int(info["chunks"])
+    result.seconds = time.perf_counter() - started
+    if not result.summary:
+        result.summary = f"nothing added; {result.documents} documents, {result.chunks} chunks in the index"
+    step(1.0, desc="Done")
+    log.info("upload: %s (%.1fs)", result.summary, result.seconds)
+    return result
+
+
+def render_upload_html(result: UploadResult, titles: dict[str, str]) -> str:
+    lines = []
+    for label, ids in (("Added", result.added), ("Updated", result.changed), ("Already indexed", result.unchanged)):
+        for doc_id in ids:
+            lines.append(f'<li class="rag-status-ok">{label}: <b>{esc(titles.get(doc_id, doc_id))}</b> '
+                         f'(<code>{esc(doc_id)}</code>) from \u201c{esc(result.files.get(doc_id, ""))}\u201d</li>')
+    for item in result.rejected:
+        lines.append(f'<li class="rag-status-bad">Not added: <b>{esc(item["file"])}</b> \u2014 '
+                     f'{esc(item["reason"])}. The index is unchanged by this file.</li>')
+    if not lines:
+        lines.append("<li>Choose one or more .txt or .md files first.</li>")
+    return (f'<div class="rag-upload"><ul>{"".join(lines)}</ul><p>{result.documents} documents, '
+            f"{result.chunks} chunks in the index ({result.seconds:.1f} s).</p></div>")
+
+
+# ---------------------------------------------------------------------- the app
+def json_info(assistant: Assistant) -> dict[str, Any]:
+    """``assistant.info()`` for API callers; a document's ``path`` is renamed ``file``.
+
+    (gradio_client takes any dict with a string ``path`` for a file to download.)
+    """
+    info = dict(assistant.info())
+    info["documents"] = [{("file" if k == "path" else k): v for k, v in d.items()} for d in info["documents"]]
+    return info
+
+
+def _doc_choices(assistant: Assistant) -> list[tuple[str, str]]:
+    return [(d.title, d.doc_id) for d in assistant.documents.values()]
+
+
+def _filter_ids(assistant: Assistant, selected: Sequence[str] | None) -> list[str] | None:
+    """None for "all documents"; else the selected ids (unknown ids are an ``InputError``)."""
+    if selected is None:
+        return None
+    selected = [str(s) for s in selected]
+    unknown = sorted(set(selected) - set(assistant.documents))
+    if unknown:
+        raise InputError(f"unknown document id(s): {', '.join(unknown)}; see /documents")
+    if not selected:
+        raise InputError("select at least one document to search")
+    if set(selected) >= set(assistant.documents):
+        return None
+    return selected
+
+
+def _user_error(exc: Exception, prefix: str = "") -> gr.Error:
+    """A message for the user (a toast in the UI, an AppError for clients); no server traceback."""
+    return gr.Error(f"{prefix}{exc}", print_exception=False)
+
+
+def _k(value: Any, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        k = int(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"the number of passages must be a whole number, got {value!r}") from exc
+    if not 1 <= k <= MAX_K:
+        raise InputError(f"the number of passages must be between 1 and {MAX_K}, got {k}")
+    return k
+
+
+def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, title: str = "Research assistant"
+              ) -> gr.Blocks:
+    """The whole UI over ``assistant`` (launch it with ``start``)."""
+    config = assistant.config
+    uploads = Path(uploads_dir) if uploads_dir is not None else project_home() / "uploads"
+    default_k = min(config.top_k, MAX_K)
+    export_dir = Path(tempfile.mkdtemp(prefix="rag-export-"))
+
+    def ask_core(question: str, history: Sequence[str], doc_ids: Sequence[str] | None, k: Any
+                 ) -> tuple[str, Answer, float]:
+        question = " ".join(str(question or "").split())
+        if not question:
+            raise InputError("the question is empty; type a question")
+        searched = resolve_followup(question, [h for h in history if h])
+        started = time.perf_counter()
+        answer = assistant.ask(searched, k=_k(k, default_k), doc_ids=_filter_ids(assistant, doc_ids))
+        seconds = time.perf_counter() - started
+        log.info("answered in %.2fs (abstained=%s): %s", seconds, answer.abstained, searched)
+        return searched, answer, seconds
+
+    # ---------------- UI handlers
+    def on_ask(question: str, turns: list[Turn], selected: list[str], k: float):
+        turns = list(turns or [])
+        asked = " ".join(str(question or "").split())
+        if not asked:
+            gr.Warning("Type a question first.")
+            return gr.skip(), gr.skip(), turns, gr.skip(), gr.skip(), gr.skip()
+        try:
+            searched, answer, seconds = ask_core(asked, [t.searched for t in turns], selected, k)
+        except RagError as exc:
+            raise _user_error(exc) from None
+        number = len(turns) + 1
+        total = len(assistant.documents)
+        chosen = _filter_ids(assistant, selected)
+        note = f" \u00b7 searched {len(chosen)} of {total} documents" if chosen is not None else ""
+        data = answer.to_dict()
+        turn = Turn(number, asked, searched, data, answer.to_markdown(), "",
+                    render_sources_html(answer, number, assistant.documents), seconds)
+        turn.chat_html = _turn_chat_html(turn, note)
+        turns.append(turn)
+        path = export_dir / f"answer-{number}-{hashlib.sha1(turn.markdown.encode()).hexdigest()[:8]}.md"
+        path.write_text(turn.markdown, encoding="utf-8")
+        return (render_chat(turns, total), render_sources_panel(turns), turns, "", turn.markdown,
+                gr.update(value=str(path), interactive=True))
+
+    def on_load():
+        return (render_chat([], len(assistant.documents)),
+                gr.update(choices=_doc_choices(assistant), value=list(assistant.documents)),
+                render_about_html(assistant.info()))
+
+    def on_clear():
+        return (render_chat([], len(assistant.documents)), render_sources_panel([]), [], "", "",
+                gr.update(value=None, interactive=False))
+
+    def on_upload(files: list[str] | None, selected: list[str], progress=gr.Progress(track_tqdm=True)):
+        paths = [str(f) for f in (files or [])]
+        before = set(assistant.documents)
+        try:
+            result = add_uploads(assistant, paths, uploads, progress=progress)
+        except RagError as exc:
+            raise _user_error(exc, "Nothing was added: ") from None
+        titles = {d.doc_id: d.title for d in assistant.documents.values()}
+        new_ids = [d for d in assistant.documents if d not in before]
+        selected = list(selected or []) + new_ids
+        if result.rejected:
+            gr.Warning(f"{len(result.rejected)} file(s) not added; see the message below.")
+        return (render_upload_html(result, titles), gr.update(choices=_doc_choices(assistant), value=selected),
+                render_about_html(assistant.info()), gr.update(value=None))
+
+    # ---------------- API handlers (JSON in, JSON out)
+    def api_ask(question: str, k: int = default_k, doc_ids: list[str] | None = None,
+                history: list[str] | None = None) -> dict:
+        """Answer a question with numbered citations (or abstain). `history`: earlier questions, for follow-ups."""
+        try:
+            searched, answer, seconds = ask_core(question, list(history or []), doc_ids, k)
+        except RagError as exc:
+            raise _user_error(exc) from None
+        data = answer.to_dict()
+        data.update(asked=" ".join(str(question).split()), searched=searched, markdown=answer.to_markdown(),
+                    seconds=round(seconds, 3))
+        return data
+
+    def api_retrieve(question: str, k: int = default_k, doc_ids: list[str] | None = None) -> dict:
+        """The k passages most relevant to a question, best first."""
+        try:
+            passages: list[Passage] = assistant.retrieve(question, k=_k(k, default_k),
+                                                         doc_ids=_filter_ids(assistant, doc_ids))
+        except RagError as exc:
+            raise _user_error(exc) from None
+        return {"question": " ".join(str(question).split()), "passages": [p.to_dict() for p in passages]}
+
+    def api_documents() -> dict:
+        """The indexed documents (ids for the doc_ids filter)."""
+        return {"documents": json_info(assistant)["documents"]}
+
+    def api_info() -> dict:
+        """About this index: documents, chunk count, model, when built."""
+        return json_info(assistant)
+
+    def api_upload(files: list[str] | None) -> dict:
+        try:
+            return add_uploads(assistant, [str(f) for f in (files or [])], uploads).to_dict()
+        except RagError as exc:
+            raise _user_error(exc, "Nothing was added: ") from None
+
+    with gr.Blocks(title=title, analytics_enabled=False) as app:
+        turns_state = gr.State([])
+        gr.HTML(f"<h2 style='margin:0.2rem 0'>{esc(title)}</h2>"
+                "<p style='margin:0'>Answers are quoted from the indexed documents, each sentence with its source. "
+                "Everything runs on this machine.</p>", js_on_load=None)
+        with gr.Tabs():
+            with gr.Tab("Ask", id="ask"):
+                with gr.Row():
+                    doc_filter = gr.CheckboxGroup(choices=_doc_choices(assistant), value=list(assistant.documents),
+                                                  label="Search these documents", elem_id="doc-filter", scale=4)
+                    k_slider = gr.Slider(1, MAX_K, value=default_k, step=1, label="Passages to retrieve",
+                                         elem_id="k-slider", scale=1)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5):
+                        chat = gr.HTML(render_chat([], len(assistant.documents)), elem_id="chat", label="Chat",
+                                       js_on_load=CHAT_JS, max_height=640, autoscroll=True, container=True,
+                                       padding=True)
+                        with gr.Row():
+                            question = gr.Textbox(placeholder="Ask a question about the documents\u2026",
+                                                  show_label=False, scale=8, elem_id="question", max_lines=4,
+                                                  autofocus=True, container=False)
+                            ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                        with gr.Row():
+                            clear_btn = gr.Button("New conversation", size="sm", elem_id="clear")
+                        with gr.Accordion("Copy or export the latest answer as Markdown", open=False,
+                                          elem_id="export"):
+                            markdown = gr.Textbox(label="Answer with citations (Markdown)", lines=8,
+                                                  interactive=False, buttons=["copy"], elem_id="markdown")
+                            download = gr.DownloadButton("Download .md", value=None, interactive=False,
+                                                         elem_id="download", size="sm")
+                    with gr.Column(scale=4):
+                        sources = gr.HTML(render_sources_panel([]), elem_id="sources", label="Sources",
+                                          js_on_load=None, max_height=720, container=True, padding=True)
+            with gr.Tab("Add documents", id="upload"):
+                gr.Markdown(f"Add `.txt` or `.md` files (up to {human_size(config.max_upload_bytes)} each) to the "
+                            "index. Only new or changed files are embedded. A file that cannot be read is refused "
+                            "and leaves the index as it was.")
+                upload_files = gr.File(file_count="multiple", file_types=list(config.allowed_extensions),
+                                       type="filepath", label="Files", elem_id="upload-files")
+                upload_btn = gr.Button("Add to index", variant="primary", elem_id="upload-button")
+                upload_status = gr.HTML("", elem_id="upload-status", js_on_load=None)
+            with gr.Tab("About this index", id="about"):
+                about = gr.HTML(render_about_html(assistant.info()), elem_id="about", js_on_load=None)
+                refresh = gr.Button("Refresh", size="sm")
+
+        outputs = [chat, sources, turns_state, question, markdown, download]
+        ask_inputs = [question, turns_state, doc_filter, k_slider]
+        question.submit(on_ask, ask_inputs, outputs, api_visibility="private", concurrency_id="ask")
+        ask_btn.click(on_ask, ask_inputs, outputs, api_visibility="private", concurrency_id="ask")
+        clear_btn.click(on_clear, None, outputs, api_visibility="private")
+        upload_btn.click(on_upload, [upload_files, doc_filter], [upload_status, doc_filter, about, upload_files],
+                         api_visibility="private", concurrency_id="index")
+        refresh.click(lambda: render_about_html(assistant.info()), None, about, api_visibility="private")
+        # Each page load shows the index as it is now (documents may have been added since the app was built).
+        app.load(on_load, None, [chat, doc_filter, about], api_visibility="private")
+
+        # Named endpoints for programs.
+        gr.api(api_ask, api_name="ask", concurrency_id="ask")
+        gr.api(api_retrieve, api_name="retrieve", concurrency_id="ask")
+        gr.api(api_documents, api_name="documents")
+        gr.api(api_info, api_name="info")
+        with gr.Group(visible=False):
+            api_files = gr.File(file_count="multiple", type="filepath", visible=False)
+            api_result = gr.JSON(visible=False)
+            api_trigger = gr.Button(visible=False)
+        api_trigger.click(api_upload, api_files, api_result, api_name="upload", concurrency_id="index",
+                          api_description="Add .txt/.md files to the index; returns what was added or refused.")
+    app.rag_config = config  # type: ignore[attr-defined]  # start() takes the upload limit from it
+    return app
+
+
+# ---------------------------------------------------------------------- launching
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """``USER:PASSWORD`` → (user, password); None or '' → None."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise InputError("auth must look like USER:PASSWORD (both non-empty)")
+    return user, password
+
+
+def theme() -> gr.themes.Base:
+    """The default theme with system fonts only (nothing fetched from outside)."""
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto",
+                                   "sans-serif"],
+                             font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
+
+
+def start(app: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, auth: str | tuple[str, str] | None = None,
+          open_browser: bool = False, block: bool = False) -> str:
+    """Launch ``app`` (from ``build_app``) on host:port; returns its URL (serves until stopped when ``block``).
+
+    Uploads over the configured limit get this UI's message; Gradio itself
+    refuses request bodies over twice the limit before they reach the disk.
+    """
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    credentials = parse_auth(auth) if isinstance(auth, str) else auth
+    limit = 2 * getattr(app, "rag_config", Config()).max_upload_bytes
+    app.queue(default_concurrency_limit=1)
+    _server, url, _share = app.launch(
+        server_name=host, server_port=port, auth=credentials, inbrowser=open_browser, share=False,
+        prevent_thread_lock=True, show_error=True, quiet=True, ssr_mode=False, pwa=False, mcp_server=False,
+        max_file_size=limit, theme=theme(), css=CSS, enable_monitoring=False, footer_links=["api"],
+        auth_message="This research assistant is password protected." if credentials else None)
+    log.info("UI at %s", url)
+    if block:
+        try:
+            app.block_thread()
+        finally:
+            app.close()
+    return url
+
+
+def serve(index_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
+          open_browser: bool = False, config: Config | None = None) -> None:
+    """Load the index (the default one is built from seeds/ when missing) and serve the UI until stopped."""
+    config = config or Config()
+    assistant = Assistant.load(index_dir, config)
+    started = time.perf_counter()
+    assistant.retrieve("warm up", k=1)  # load the model now, not on the first question
+    log.info("model ready in %.1fs", time.perf_counter() - started)
+    auth = auth or os.environ.get(AUTH_ENV) or None
+    app = build_app(assistant)
+    url = start(app, host=host, port=port, auth=auth, open_browser=open_browser, block=False)
+    print(f"Research assistant UI: {url}  (Ctrl-C to stop)", flush=True)
+    try:
+        app.block_thread()
+    finally:
+        app.close()
