@@ -21,7 +21,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 .PHONY: run test install index browser clean-index
 
 run: index
-	$(RAG) chat
+	$(RAG) serve
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -2,15 +2,21 @@
 
 No reader or NLI model is available offline, so the answer is made only of
 sentences (or clauses of long sentences) copied from the retrieved passages.
-Candidate sentences are scored by
+Each candidate sentence of the top passages is scored by
 
-    w_dense * cosine(question, sentence)
-  + w_lexical * IDF-weighted share of the question's key terms the sentence covers
-  + w_passage * 1 / rank of the passage it came from
+    w_dense   * cosine(question, sentence)
+  + w_lexical * IDF-weighted share of the question's key terms found in the
+                sentence and the one before it (its context)
+  + w_type    * [the sentence holds what the question asks for: a number, a
+                 year, a time, a name]
+  + w_passage / rank of the passage it came from
 
-and the best one or two form the answer. Before answering, the evidence is
-scored (see ``evidence_confidence``); below the threshold the assistant
-abstains and still returns the closest passages.
+The best sentence is widened to a neighbour when the two read as one thought
+(a colon, or a next sentence that starts "Instead", "This", "They" …), and a
+second span is added when it covers key terms the first misses. Before
+answering, a small logistic model over the evidence features (see
+``FEATURES``) estimates whether the passages answer the question at all; below
+``abstain_threshold`` the assistant abstains and still returns the passages.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -40,16 +46,79 @@ _WORDS = re.compile(r"\S+")
 #: Sentences shorter than this many words are not answers on their own (headings, attributions).
 MIN_SENTENCE_WORDS = 4
 
+# ---------------------------------------------------------------------------- answer types
+_TYPE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("time", re.compile(r"\b(what|which) time\b|\bat what (hour|time)\b")),
+    ("date", re.compile(r"^\s*when\b|\b(what|which) (year|month|date|day)\b|\bin what year\b|\bsince when\b")),
+    ("number", re.compile(
+        r"\bhow (many|much|long|old|large|big|far|often|high|low)\b|"
+        r"\b(what|which) (percentage|percent|proportion|share|number|amount|fraction|sum|age|price|cost|rate|salary|"
+        r"commission|figure|total)\b|\bat what age\b")),
+    ("name", re.compile(r"^\s*(who|whom|whose)\b|\bwhat is the name\b|\bname of\b|"
+                        r"\b(which|what) (organi[sz]ation|group|agency|ngo|charity|company|ministry|"
+                        r"person|official|commander|leader|newspaper|outlet|law|statute|act)\b")),
+]
+_NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+                 "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred hundreds "
+                 "thousand thousands million millions billion dozen dozens half tenfold twice double")
+_NUMBER = re.compile(r"\d|\b(" + "|".join(_NUMBER_WORDS.split()) + r")\b", re.IGNORECASE)
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(January|February|March|April|May|June|July|August|September|October|"
+                   r"November|December)\b")
+_TIME = re.compile(r"\b\d{1,2}(:\d\d)?\s?(AM|PM|am|pm|a\.m\.|p\.m\.)|\b\d{1,2}:\d\d\b|\bmidnight\b|\bnoon\b")
+_CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z'’-]+")
+# Words that open a sentence continuing the previous one.
+_CONTINUATION = re.compile(r"^(Instead|However|But|This|These|That|Those|They|It|Its|Their|Such|So|Thus|Therefore|"
+                           r"As a result|Because|Consequently|Then|He|She|His|Her)\b")
+
+#: Evidence features, in the order the abstention model's coefficients are given.
+FEATURES = ("best_cosine", "best_coverage", "missing_key_term", "type_mismatch", "top_passage_cosine")
+
+
+def expected_type(question: str) -> str | None:
+    """What kind of answer the question asks for: "time", "date", "number", "name" or None."""
+    q = question.lower()
+    for kind, pattern in _TYPE_PATTERNS:
+        if pattern.search(q):
+            return kind
+    return None
+
+
+def type_matches(kind: str | None, text: str, question: str) -> bool:
+    """Whether ``text`` holds an answer of ``kind`` that the question does not already contain."""
+    if kind is None:
+        return True
+    if kind == "time":
+        return bool(_TIME.search(text))
+    if kind == "date":
+        asked = set(_YEAR.findall(question))
+        return any(m not in asked for m in _YEAR.findall(text))
+    if kind == "number":
+        asked = {m.group(0).lower() for m in _NUMBER.finditer(question)}
+        return any(m.group(0).lower() not in asked for m in _NUMBER.finditer(text))
+    # A name: a capitalised word that is not one of the question's own terms.
+    asked_terms = set(analyze(question))
+    for m in _CAPITALISED.finditer(text):
+        terms = analyze(m.group(0))
+        if terms and not set(terms) <= asked_terms:
+            return True
+    return False
+
 
 @dataclass(frozen=True)
 class Candidate:
+    """One sentence of a retrieved passage, with its scores."""
+
     doc_id: str
     start: int
     end: int
     passage_rank: int
     text: str
+    prev_start: int = -1  # the sentence before it in the same passage (-1: none)
+    next_end: int = -1  # end of the sentence after it in the same passage (-1: none)
+    next_start: int = -1
     coverage: float = 0.0
     cosine: float = 0.0
+    type_ok: bool = True
     score: float = 0.0
 
 
@@ -79,17 +148,34 @@ class Answerer:
         present = set(analyze(text))
         return sum(w for t, w in weights.items() if t in present) / total
 
-    def evidence_confidence(self, passages: Sequence[Passage], best: Candidate | None,
-                            weights: dict[str, float]) -> float:
-        """How well the passages support an answer, in [0, 1]."""
-        if not passages or best is None:
+    @staticmethod
+    def missing_key_term(weights: dict[str, float], text: str) -> float:
+        """Share of the question's weight carried by its heaviest term absent from ``text``."""
+        total = sum(weights.values())
+        if total <= 0:
             return 0.0
-        top_cos = max(p.dense_score for p in passages)
-        passage_cov = max(self.coverage(weights, p.text) for p in passages[: self.config.answer_passages])
-        # Headers count for coverage too: "Laos" in the title answers "in Laos".
-        header_cov = max(self.coverage(weights, f"{p.title} {p.section} {p.text}")
-                         for p in passages[: self.config.answer_passages])
-        z = -4.0 + 4.0 * top_cos + 2.5 * max(passage_cov, header_cov) + 1.5 * best.coverage + 2.0 * best.cosine
+        present = set(analyze(text))
+        missing = [w for t, w in weights.items() if t not in present]
+        return max(missing, default=0.0) / total
+
+    def features(self, question: str, passages: Sequence[Passage], best: Candidate,
+                 weights: dict[str, float]) -> dict[str, float]:
+        doc_text = self.index.documents[best.doc_id].text
+        context = doc_text[best.prev_start if best.prev_start >= 0 else best.start:best.end]
+        p = next((p for p in passages if p.rank == best.passage_rank), passages[0])
+        headed = f"{p.title} {p.section} {context}"
+        return {
+            "best_cosine": best.cosine,
+            "best_coverage": self.coverage(weights, headed),
+            "missing_key_term": self.missing_key_term(weights, headed),
+            "type_mismatch": 0.0 if best.type_ok else 1.0,
+            "top_passage_cosine": max(p.dense_score for p in passages),
+        }
+
+    def confidence(self, features: dict[str, float]) -> float:
+        """Probability that the passages answer the question (logistic model from the config)."""
+        coefficients = dict(self.config.abstain_coefficients)
+        z = coefficients.get("bias", 0.0) + sum(coefficients.get(name, 0.0) * features[name] for name in FEATURES)
         return 1.0 / (1.0 + math.exp(-z))
 
     # ---------------------------------------------------------------- candidates
@@ -97,28 +183,34 @@ class Answerer:
         seen: dict[tuple[str, int, int], Candidate] = {}
         for p in passages[: self.config.answer_passages]:
             text = self.index.documents[p.doc_id].text
-            for a, b in split_sentences(text, p.start, p.end):
+            spans = split_sentences(text, p.start, p.end)
+            for i, (a, b) in enumerate(spans):
                 sentence = text[a:b]
-                if word_count(sentence) < MIN_SENTENCE_WORDS:
+                if word_count(sentence) < MIN_SENTENCE_WORDS or (p.doc_id, a, b) in seen:
                     continue
-                key = (p.doc_id, a, b)
-                if key not in seen:
-                    seen[key] = Candidate(p.doc_id, a, b, p.rank, sentence)
+                prev_start = spans[i - 1][0] if i > 0 else -1
+                next_start, next_end = spans[i + 1] if i + 1 < len(spans) else (-1, -1)
+                seen[(p.doc_id, a, b)] = Candidate(p.doc_id, a, b, p.rank, sentence, prev_start, next_end, next_start)
         return list(seen.values())
 
-    def score(self, question_vec: np.ndarray, weights: dict[str, float],
+    def score(self, question: str, question_vec: np.ndarray, weights: dict[str, float],
               candidates: list[Candidate]) -> list[Candidate]:
         if not candidates:
             return []
         vectors = self.embedder.encode([c.text for c in candidates])
         cosines = vectors @ question_vec.astype(np.float32)
         cfg = self.config
+        kind = expected_type(question)
         scored = []
         for c, cos in zip(candidates, cosines.tolist()):
-            cov = self.coverage(weights, c.text)
-            s = cfg.sentence_weight_dense * cos + cfg.sentence_weight_lexical * cov \
-                + cfg.sentence_weight_passage / c.passage_rank
-            scored.append(Candidate(c.doc_id, c.start, c.end, c.passage_rank, c.text, cov, cos, s))
+            text = self.index.documents[c.doc_id].text
+            context = text[c.prev_start if c.prev_start >= 0 else c.start:c.end]
+            cov = 0.5 * (self.coverage(weights, c.text) + self.coverage(weights, context))
+            ok = type_matches(kind, c.text, question)
+            s = (cfg.sentence_weight_dense * cos + cfg.sentence_weight_lexical * cov
+                 + cfg.sentence_weight_type * (1.0 if ok and kind else 0.0)
+                 + cfg.sentence_weight_passage / c.passage_rank)
+            scored.append(replace(c, coverage=cov, cosine=cos, type_ok=ok, score=s))
         scored.sort(key=lambda c: (-c.score, c.passage_rank, c.start))
         return scored
 
@@ -151,46 +243,63 @@ class Answerer:
             b -= 1
         return a, b
 
+    def _widen(self, cand: Candidate, ranked: Sequence[Candidate], budget: int) -> tuple[int, int]:
+        """Join the next sentence when the two read as one thought and fit the budget."""
+        text = self.index.documents[cand.doc_id].text
+        if cand.next_start < 0:
+            return cand.start, cand.end
+        following = text[cand.next_start:cand.next_end]
+        joined = word_count(text[cand.start:cand.next_end])
+        reads_on = text[cand.start:cand.end].rstrip().endswith(":") or bool(_CONTINUATION.match(following))
+        neighbour = next((c for c in ranked if c.doc_id == cand.doc_id and c.start == cand.next_start), None)
+        strong = neighbour is not None and neighbour.score >= self.config.second_sentence_ratio * cand.score
+        if joined <= budget and (reads_on or strong):
+            return cand.start, cand.next_end
+        return cand.start, cand.end
+
     def answer(self, question: str, question_vec: np.ndarray, passages: list[Passage]) -> Answer:
         """Answer from ``passages`` or abstain."""
         if not passages:
             return Answer(NO_PASSAGES_MESSAGE, True, [], passages, question, 0.0)
         weights = self.term_weights(question)
-        ranked = self.score(question_vec, weights, self.candidates(passages))
-        best = ranked[0] if ranked else None
-        confidence = self.evidence_confidence(passages, best, weights)
-        if best is None or confidence < self.config.abstain_threshold:
+        ranked = self.score(question, question_vec, weights, self.candidates(passages))
+        if not ranked:
+            return Answer(ABSTAIN_MESSAGE, True, [], passages, question, 0.0)
+        best = ranked[0]
+        features = self.features(question, passages, best, weights)
+        confidence = self.confidence(features)
+        if confidence < self.config.abstain_threshold:
             log.info("abstained (confidence %.3f < %.3f): %s", confidence, self.config.abstain_threshold, question)
-            return Answer(ABSTAIN_MESSAGE, True, [], passages, question, confidence)
+            return Answer(ABSTAIN_MESSAGE, True, [], passages, question, confidence, features)
 
-        chosen = [best]
-        covered = set(t for t in weights if t in set(analyze(best.text)))
+        budget = self.config.answer_max_words
+        spans: list[tuple[Candidate, int, int]] = [(best, *self._widen(best, ranked, budget))]
+        covered = set(analyze(self.index.documents[best.doc_id].text[spans[0][1]:spans[0][2]]))
         for cand in ranked[1:]:
-            if len(chosen) >= self.config.answer_max_sentences:
+            if len(spans) >= self.config.answer_max_sentences:
                 break
             if cand.score < self.config.second_sentence_ratio * best.score:
                 break
             new_terms = {t for t in weights if t in set(analyze(cand.text))} - covered
-            overlaps = any(c.doc_id == cand.doc_id and c.start < cand.end and cand.start < c.end for c in chosen)
+            overlaps = any(c.doc_id == cand.doc_id and a < cand.end and cand.start < b for c, a, b in spans)
             if new_terms and not overlaps:
-                chosen.append(cand)
+                spans.append((cand, cand.start, cand.end))
                 covered |= new_terms
 
-        budget = self.config.answer_max_words
         parts: list[str] = []
         citations: list[Citation] = []
-        # Present sentences in reading order within a document, best document first.
-        chosen.sort(key=lambda c: (c.doc_id != best.doc_id, c.doc_id, c.start))
-        for number, cand in enumerate(chosen, start=1):
+        # Present spans in reading order within a document, best document first.
+        spans.sort(key=lambda s: (s[0].doc_id != best.doc_id, s[0].doc_id, s[1]))
+        for cand, start, end in spans:
             doc = self.index.documents[cand.doc_id]
             remaining = budget - sum(word_count(p) for p in parts)
             if remaining < MIN_SENTENCE_WORDS:
                 break
-            a, b = self.trim(doc.text, cand.start, cand.end, weights, remaining)
+            a, b = self.trim(doc.text, start, end, weights, remaining)
             quote = doc.text[a:b]
             shown = " ".join(quote.split())  # page breaks inside a quote read as one line
             # Mark where a long sentence was cut to its best clauses.
-            parts.append(("\u2026" if a > cand.start else "") + shown + ("\u2026" if b < cand.end else ""))
-            citations.append(Citation(number, doc.doc_id, doc.title, doc.section_at(a), quote, a, b))
+            parts.append(("\u2026" if a > start else "") + shown + ("\u2026" if b < end else ""))
+            citations.append(Citation(len(citations) + 1, doc.doc_id, doc.title, doc.section_at(a), quote, a, b))
         text = " ".join(f"{part} [{c.number}]" for part, c in zip(parts, citations))
-        return Answer(text, False, citations, passages, question, confidence)
+        return Answer(text, False, citations, passages, question, confidence, features)

@@ -1,8 +1,9 @@
 """Stage 2: token-aware chunking at sentence boundaries, never across a section.
 
 Chunks are exact slices of their document (``text[start:end] == chunk.text``).
-Sentences are packed greedily up to ``chunk_tokens`` tiktoken tokens; the
-next chunk repeats trailing sentences worth up to ``chunk_overlap_tokens``.
+Sentences are packed greedily up to ``chunk_tokens`` tiktoken tokens and
+``chunk_max_chars`` characters; the next chunk repeats trailing sentences
+worth up to ``chunk_overlap_tokens``.
 Runs of body blocks are chunked apart from footnote blocks, so a footnote is
 never glued into the middle of a body passage.
 """
@@ -104,6 +105,7 @@ class Chunker:
     chunk_tokens: int = 180
     overlap_tokens: int = 40
     encoding: str = "cl100k_base"
+    max_chars: int = 1000
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 8:
@@ -111,15 +113,17 @@ class Chunker:
         if not 0 <= self.overlap_tokens < self.chunk_tokens:
             raise ConfigError(f"overlap ({self.overlap_tokens}) must be at least 0 and less than "
                               f"chunk_tokens ({self.chunk_tokens})")
+        if self.max_chars < 40:
+            raise ConfigError(f"max_chars of {self.max_chars} is too small; use 40 or more")
         get_encoding(self.encoding)  # fail now, offline, if the encoding is unavailable
 
     @classmethod
     def from_config(cls, config: Config) -> "Chunker":
-        return cls(config.chunk_tokens, config.chunk_overlap_tokens, config.encoding)
+        return cls(config.chunk_tokens, config.chunk_overlap_tokens, config.encoding, config.chunk_max_chars)
 
     def settings(self) -> dict:
         return {"chunk_tokens": self.chunk_tokens, "overlap_tokens": self.overlap_tokens,
-                "encoding": self.encoding}
+                "encoding": self.encoding, "max_chars": self.max_chars}
 
     def _tokens(self, text: str) -> int:
         return count_tokens(text, self.encoding)
@@ -133,17 +137,20 @@ class Chunker:
             chunks.extend(self._pack(document, sentences, run[0].section, run[0].kind))
         return chunks
 
+    def _fits(self, text: str) -> bool:
+        return len(text) <= self.max_chars and self._tokens(text) <= self.chunk_tokens
+
     def _bounded(self, text: str, sentences: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         """Split any sentence longer than a chunk at word boundaries."""
         out: list[tuple[int, int]] = []
         for a, b in sentences:
-            if self._tokens(text[a:b]) <= self.chunk_tokens:
+            if self._fits(text[a:b]):
                 out.append((a, b))
                 continue
             words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[a:b])]
             piece_start = 0
             for i in range(1, len(words) + 1):
-                if i == len(words) or self._tokens(text[a + words[piece_start][0]:a + words[i][1]]) > self.chunk_tokens:
+                if i == len(words) or not self._fits(text[a + words[piece_start][0]:a + words[i][1]]):
                     if i == piece_start:  # a single enormous "word"
                         i += 1
                     out.append((a + words[piece_start][0], a + words[i - 1][1]))
@@ -160,7 +167,8 @@ class Chunker:
         while i < len(sentences):
             j = i
             total = sizes[i]
-            while j + 1 < len(sentences) and total + sizes[j + 1] <= self.chunk_tokens:
+            while j + 1 < len(sentences) and total + sizes[j + 1] <= self.chunk_tokens \
+                    and sentences[j + 1][1] - sentences[i][0] <= self.max_chars:
                 j += 1
                 total += sizes[j]
             start, end = sentences[i][0], sentences[j][1]

@@ -184,7 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", help="index folder (default: embeddings/default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    # The same options are accepted after the subcommand too ("rag serve --index DIR").
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", default=argparse.SUPPRESS, help="index folder (default: embeddings/default)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what happens")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_parser = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return _add_parser(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("ingest", help="index files or folders (incremental)")
     p.add_argument("paths", nargs="*", help=".txt/.md files or folders (default: the sources ingested before, "

@@ -36,6 +36,8 @@ class Config:
     chunk_tokens: int = 180
     #: Tokens of trailing sentences repeated at the start of the next chunk.
     chunk_overlap_tokens: int = 40
+    #: Hard cap on a chunk's length in characters, so passages stay readable.
+    chunk_max_chars: int = 1000
 
     # --- embedding (index time) ------------------------------------------------
     #: Recorded in the manifest; an index built with another model is refused.
@@ -54,13 +56,13 @@ class Config:
     # --- retrieval (query time) ------------------------------------------------
     retriever: str = "hybrid"
     top_k: int = 10
-    #: Candidates taken from each retriever before fusion.
-    candidates: int = 50
-    fusion: str = "rrf"
+    fusion: str = "weighted"
     #: Reciprocal-rank-fusion constant (the usual 60).
     rrf_k: int = 60
-    #: Weight of the dense ranking in fusion (BM25 gets 1 - dense_weight).
-    dense_weight: float = 0.5
+    #: Weight of the dense score in fusion (BM25 gets 1 - dense_weight).
+    dense_weight: float = 0.7
+    #: Fused scores of footnote chunks are multiplied by this (references seldom answer questions).
+    footnote_weight: float = 0.7
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
 
@@ -69,14 +71,20 @@ class Config:
     answer_passages: int = 5
     answer_max_words: int = 60
     answer_max_sentences: int = 2
-    #: Sentence score = w_dense * cosine + w_lexical * key-term coverage + w_passage * passage rank prior.
+    #: Sentence score = w_dense * cosine + w_lexical * key-term coverage + w_type * answer-type match
+    #: + w_passage / passage rank (see rag.answer).
     sentence_weight_dense: float = 0.5
     sentence_weight_lexical: float = 0.4
+    sentence_weight_type: float = 0.15
     sentence_weight_passage: float = 0.1
-    #: A second sentence is added only if its score is at least this share of the best.
+    #: A neighbour or second span is added only if its score is at least this share of the best.
     second_sentence_ratio: float = 0.85
-    #: Abstain when the evidence score (see rag.answer) falls below this.
-    abstain_threshold: float = 0.35
+    #: Logistic model of "the passages answer the question" over rag.answer.FEATURES.
+    abstain_coefficients: tuple[tuple[str, float], ...] = (
+        ("bias", -3.0), ("best_cosine", 4.0), ("best_coverage", 3.0), ("missing_key_term", -2.0),
+        ("type_mismatch", -2.0), ("top_passage_cosine", 2.0))
+    #: Abstain when that probability falls below this.
+    abstain_threshold: float = 0.5
 
     # --- uploads (UI) ----------------------------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -91,7 +99,7 @@ class Config:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}; set {name}=1 or more")
 
-        for name in ("chunk_tokens", "embed_batch_size", "max_question_tokens", "top_k", "candidates",
+        for name in ("chunk_tokens", "chunk_max_chars", "embed_batch_size", "max_question_tokens", "top_k",
                      "rrf_k", "answer_passages", "answer_max_words", "answer_max_sentences", "max_upload_bytes"):
             positive(name)
         if not isinstance(self.chunk_overlap_tokens, int) or self.chunk_overlap_tokens < 0:
@@ -106,7 +114,7 @@ class Config:
             raise ConfigError(f"embed_dtype {self.embed_dtype!r} is unknown; choose one of {', '.join(DTYPES)}")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion {self.fusion!r} is unknown; choose one of {', '.join(FUSIONS)}")
-        for name in ("dense_weight", "second_sentence_ratio"):
+        for name in ("dense_weight", "footnote_weight", "second_sentence_ratio"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
@@ -117,7 +125,8 @@ class Config:
             raise ConfigError(f"allowed_extensions must be like ('.txt', '.md'), got {self.allowed_extensions!r}")
 
     # Index-time settings: a change to any of these invalidates stored chunks or vectors.
-    INDEX_FIELDS = ("encoding", "chunk_tokens", "chunk_overlap_tokens", "model_name", "embed_headers")
+    INDEX_FIELDS = ("encoding", "chunk_tokens", "chunk_overlap_tokens", "chunk_max_chars", "model_name",
+                    "embed_headers")
 
     def index_settings(self) -> dict[str, Any]:
         """The settings that shape an index; saved in its manifest."""
@@ -133,6 +142,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["allowed_extensions"] = list(self.allowed_extensions)
+        data["abstain_coefficients"] = [list(pair) for pair in self.abstain_coefficients]
         return data
 
     @classmethod
@@ -142,6 +152,8 @@ class Config:
         values = {k: v for k, v in data.items() if k in known}
         if "allowed_extensions" in values:
             values["allowed_extensions"] = tuple(values["allowed_extensions"])
+        if "abstain_coefficients" in values:
+            values["abstain_coefficients"] = tuple((str(k), float(v)) for k, v in values["abstain_coefficients"])
         return cls(**values)
 
 

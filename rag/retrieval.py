@@ -30,6 +30,8 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.config = config
+        self._footnote_rows = np.asarray([i for i, c in enumerate(index.chunks) if c.kind == "footnote"],
+                                         dtype=np.int64)
 
     # ------------------------------------------------------------------ helpers
     def _allowed_rows(self, doc_ids: Collection[str] | None) -> np.ndarray | None:
@@ -42,34 +44,26 @@ class Retriever:
                              f"known: {', '.join(sorted(self.index.documents))}")
         return np.asarray([i for i, c in enumerate(self.index.chunks) if c.doc_id in wanted], dtype=np.int64)
 
-    def _dense(self, qvec: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _dense_all(self, qvec: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+        """Cosine of the question to every row (-inf for rows filtered out)."""
         import faiss
 
-        params = None
-        if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-        scores, rows = self.index.vectors.search(qvec.reshape(1, -1).astype(np.float32), n, params=params)
+        n = len(self.index.chunks)
+        available = n if allowed is None else len(allowed)
+        params = None if allowed is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        scores, rows = self.index.vectors.search(qvec.reshape(1, -1).astype(np.float32), available, params=params)
+        out = np.full(n, -np.inf, dtype=np.float32)
         keep = rows[0] >= 0
-        return rows[0][keep], scores[0][keep]
+        out[rows[0][keep]] = scores[0][keep]
+        return out
 
-    def _bm25(self, question: str, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _bm25_all(self, question: str, allowed: np.ndarray | None) -> np.ndarray:
         scores = self.index.bm25.scores(question)
-        if allowed is not None:
-            masked = np.full_like(scores, -np.inf)
-            masked[allowed] = scores[allowed]
-            scores = masked
-        n = min(n, int(np.isfinite(scores).sum()))
-        if n <= 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return top.astype(np.int64), scores[top]
-
-    def dense_scores(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Cosine of the question to the given rows."""
-        if len(rows) == 0:
-            return np.zeros(0, dtype=np.float32)
-        return self.index.reconstruct(rows) @ qvec.astype(np.float32)
+        if allowed is None:
+            return scores
+        out = np.full_like(scores, -np.inf)
+        out[allowed] = scores[allowed]
+        return out
 
     # ------------------------------------------------------------------ search
     def search(self, question: str, qvec: np.ndarray, k: int, *, mode: str | None = None,
@@ -85,24 +79,24 @@ class Retriever:
         if available == 0:
             return []
         k = min(k, available)
-        n = min(max(self.config.candidates, k), available)
 
-        bm25_all = self.index.bm25.scores(question)
+        dense_all = self._dense_all(qvec, allowed)
+        bm25_all = self._bm25_all(question, allowed)
         if mode == "dense":
-            rows, scores = self._dense(qvec, k, allowed)
-            fused = dict(zip(rows.tolist(), scores.tolist()))
+            fused = dense_all
         elif mode == "bm25":
-            rows, scores = self._bm25(question, k, allowed)
-            fused = dict(zip(rows.tolist(), scores.tolist()))
+            fused = bm25_all
         else:
-            d_rows, d_scores = self._dense(qvec, n, allowed)
-            b_rows, b_scores = self._bm25(question, n, allowed)
-            fused = self._fuse(d_rows, d_scores, b_rows, b_scores)
-        ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
-        rows = np.asarray([r for r, _ in ranked], dtype=np.int64)
-        dense = self.dense_scores(qvec, rows)
+            fused = self._fuse(dense_all, bm25_all)
+            # Footnotes are bibliographic references: they seldom answer a question themselves.
+            footnotes = self._footnote_rows
+            if len(footnotes):
+                fused[footnotes] *= self.config.footnote_weight
+        order = np.argsort(-fused, kind="stable")[:k]
         passages = []
-        for rank, ((row, score), cos) in enumerate(zip(ranked, dense), start=1):
+        for rank, row in enumerate((int(r) for r in order if np.isfinite(fused[r])), start=1):
+            score = float(fused[row])
+            cos = float(dense_all[row])
             chunk = self.index.chunks[row]
             doc = self.index.documents[chunk.doc_id]
             passages.append(Passage(text=chunk.text, doc_id=chunk.doc_id, title=doc.title, section=chunk.section,
@@ -110,23 +104,28 @@ class Retriever:
                                     rank=rank, dense_score=float(cos), bm25_score=float(bm25_all[row])))
         return passages
 
-    def _fuse(self, d_rows: np.ndarray, d_scores: np.ndarray, b_rows: np.ndarray, b_scores: np.ndarray
-              ) -> dict[int, float]:
+    def _fuse(self, dense: np.ndarray, bm25: np.ndarray) -> np.ndarray:
+        """Combine full dense and BM25 score arrays (rows filtered out are -inf in both)."""
         w = self.config.dense_weight
-        fused: dict[int, float] = {}
+        valid = np.isfinite(dense)
+        fused = np.full_like(dense, -np.inf)
+        if not valid.any():
+            return fused
         if self.config.fusion == "rrf":
             c = self.config.rrf_k
-            for rank, row in enumerate(d_rows.tolist(), start=1):
-                fused[row] = fused.get(row, 0.0) + w / (c + rank)
-            for rank, row in enumerate(b_rows.tolist(), start=1):
-                fused[row] = fused.get(row, 0.0) + (1 - w) / (c + rank)
+            fused[valid] = w / (c + _ranks(dense[valid])) + (1 - w) / (c + _ranks(bm25[valid]))
             return fused
-        # Weighted sum of min-max normalised scores; a row missing from one list gets 0 there.
-        for rows, scores, weight in ((d_rows, d_scores, w), (b_rows, b_scores, 1 - w)):
-            if len(rows) == 0:
-                continue
-            lo, hi = float(scores.min()), float(scores.max())
-            span = hi - lo or 1.0
-            for row, score in zip(rows.tolist(), scores.tolist()):
-                fused[row] = fused.get(row, 0.0) + weight * (score - lo) / span
+        # Convex combination: dense min-max normalised, BM25 divided by its maximum (0 stays 0).
+        d = dense[valid]
+        span = float(d.max() - d.min()) or 1.0
+        top = float(bm25[valid].max()) or 1.0
+        fused[valid] = w * (d - d.min()) / span + (1 - w) * bm25[valid] / top
         return fused
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of each score, best first (ties broken by position)."""
+    order = np.argsort(-scores, kind="stable")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    ranks[order] = np.arange(1, len(scores) + 1)
+    return ranks

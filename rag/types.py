@@ -118,6 +118,8 @@ class Answer:
     passages: list[Passage]
     question: str = ""
     confidence: float = 0.0
+    #: Evidence features behind ``confidence`` (see rag.answer.FEATURES).
+    features: dict[str, float] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +127,7 @@ class Answer:
             "text": self.text,
             "abstained": self.abstained,
             "confidence": round(self.confidence, 4),
+            "features": {k: round(v, 4) for k, v in self.features.items()},
             "citations": [c.to_dict() for c in self.citations],
             "passages": [p.to_dict() for p in self.passages],
         }
