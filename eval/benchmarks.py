@@ -30,7 +30,7 @@ import rag
 from rag import Assistant, Config, Document, DocumentError, InputError, RagError, document_from_text
 
 from .metrics import best_f1, contains_answer, mean, strip_citation_marks, trec_scores, word_count
-from .runner import (RetrievedSpan, EvalRun, QuestionResult, curve, now_utc, preview, progress_bar,
+from .runner import (EvalRun, QuestionResult, RetrievedSpan, curve, now_utc, preview, progress_bar, select,
                      summarise_latency, timed)
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,8 @@ def _documents(rows: Iterable[tuple[str, str, str]]) -> Corpus:
     return Corpus(tuple(docs), tuple(skipped))
 
 
-def load_beir(folder: str | Path, split: str = "test", limit: int | None = None) -> BeirSet:
+def load_beir(folder: str | Path, split: str = "test", limit: int | None = None,
+              sample: int | None = None) -> BeirSet:
     """A BEIR dataset folder: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``."""
     folder = Path(folder)
     corpus_path, queries_path, qrels_path = folder / "corpus.jsonl", folder / "queries.jsonl", \
@@ -172,15 +173,14 @@ def load_beir(folder: str | Path, split: str = "test", limit: int | None = None)
                     queries_path.name, missing[0])
     if not queries:
         raise BenchmarkError(f"no query of {queries_path} has relevance judgements in {qrels_path}")
-    if limit:
-        queries = queries[:limit]
+    queries = tuple(select(queries, limit, sample))
     corpus = _documents((str(d["_id"]), str(d.get("title") or ""), str(d.get("text") or ""))
                         for _n, d in _jsonl(corpus_path))
     return BeirSet(folder.name, str(folder), split, _sha256_files((corpus_path, queries_path, qrels_path)), corpus,
                    queries, {q: qrels[q] for q, _t in queries})
 
 
-def load_squad(path: str | Path, limit: int | None = None) -> SquadSet:
+def load_squad(path: str | Path, limit: int | None = None, sample: int | None = None) -> SquadSet:
     """SQuAD v1.1 JSON: each paragraph becomes a document ``<article>-<paragraph>`` titled by its article."""
     path = Path(path)
     if not path.is_file():
@@ -208,8 +208,7 @@ def load_squad(path: str | Path, limit: int | None = None) -> SquadSet:
         raise BenchmarkError(f"{path}: article {a} is malformed ({type(exc).__name__}: {exc})") from exc
     if not questions:
         raise BenchmarkError(f"{path} holds no answerable question")
-    if limit:
-        questions = questions[:limit]
+    questions = select(questions, limit, sample)
     return SquadSet(str(path), _sha256_files([path]), str(data.get("version", "")), _documents(rows),
                     tuple(questions))
 

@@ -4,7 +4,7 @@
     rag eval eval/gold.jsonl --retriever hybrid --compare eval/runs/PREVIOUS
     rag eval --check-gold eval/gold.jsonl                     # check a gold file against seeds/
     rag eval --format beir ../shared/benchmarks/scifact --cache .cache/eval
-    rag eval --format squad ../shared/benchmarks/squad/dev-v1.1.json --limit 2000
+    rag eval --format squad ../shared/benchmarks/squad/dev-v1.1.json --sample 2000
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", metavar="PREVIOUS_DIR", help="print and write metric deltas against an "
                         "earlier run's output folder")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N questions or queries")
+    parser.add_argument("--sample", type=int, metavar="N", help="N questions or queries spread evenly over the "
+                        "whole set (deterministic; after --limit)")
     parser.add_argument("--docs", nargs="+", metavar="PATH", help="documents the gold set refers to, indexed in "
                         "memory for this run (default: the --index or embeddings/default; --check-gold: seeds/)")
     parser.add_argument("--cache", metavar="DIR", help="benchmarks: keep the built index in DIR and reuse it while "
@@ -115,7 +117,7 @@ def canonical_command(args: argparse.Namespace, retrievers: Sequence[str]) -> st
         parts += ["--retriever", *retrievers]
     if args.k != 10:
         parts += ["--k", str(args.k)]
-    for flag in ("limit", "docs", "split", "cache"):
+    for flag in ("limit", "sample", "docs", "split", "cache"):
         value = getattr(args, flag)
         if flag == "split" and (value == "test" or args.format != "beir"):
             continue
@@ -124,6 +126,27 @@ def canonical_command(args: argparse.Namespace, retrievers: Sequence[str]) -> st
     for item in args.set:
         parts += ["--set", item]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def code_version() -> dict[str, Any]:
+    """Which code produced a run: the rag version, and the git commit with any uncommitted change to rag/."""
+    import subprocess
+
+    import rag
+
+    info: dict[str, Any] = {"rag": rag.__version__}
+    root = Path(rag.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--", "rag"], cwd=root, capture_output=True,
+                                text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return info
+    if commit.returncode == 0:
+        info["git_commit"] = commit.stdout.strip()
+        info["rag_uncommitted"] = sorted(line[3:] for line in status.stdout.splitlines() if line.strip())
+    return info
 
 
 def gold_assistant(args: argparse.Namespace, config: Config, overrides: dict[str, Any], progress: bool) -> Assistant:
@@ -188,8 +211,10 @@ def run(args: argparse.Namespace) -> int:
     retrievers = tuple(dict.fromkeys(args.retriever)) if args.retriever else RETRIEVERS
     if args.k < 10:
         raise InputError(f"--k {args.k} is too small: hit@10, MRR@10 and nDCG@10 need --k 10 or more")
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit {args.limit}: give 1 or more questions")
+    for flag in ("limit", "sample"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise InputError(f"--{flag} {value}: give 1 or more questions")
     if args.compare:
         report.load_metrics(args.compare)  # fail before the run, not after it
     path = Path(args.path)
@@ -204,20 +229,21 @@ def run(args: argparse.Namespace) -> int:
             log.warning("--cache only applies to --format beir and squad; ignored")
         assistant = gold_assistant(args, config, overrides, progress)
         gold = load_gold(path, assistant.documents)
-        result = run_gold(assistant, gold, retrievers, k=args.k, limit=args.limit, progress=progress)
+        result = run_gold(assistant, gold, retrievers, k=args.k, limit=args.limit, sample=args.sample,
+                            progress=progress)
     elif args.format == "beir":
-        data = benchmarks.load_beir(path, args.split, args.limit)
+        data = benchmarks.load_beir(path, args.split, args.limit, args.sample)
         assistant, build = benchmarks.build_assistant(data.corpus.documents, config, cache=args.cache,
                                                       name=f"beir-{data.name}", progress=progress)
         result = benchmarks.run_beir(assistant, data, retrievers, progress=progress, build=build)
     else:
-        data = benchmarks.load_squad(path, args.limit)
+        data = benchmarks.load_squad(path, args.limit, args.sample)
         assistant, build = benchmarks.build_assistant(data.corpus.documents, config, cache=args.cache,
                                                       name="squad", progress=progress)
         result = benchmarks.run_squad(assistant, data, retrievers, k=args.k, progress=progress, build=build)
     result.meta["total_seconds"] = round(time.perf_counter() - started, 1)
-    if args.limit is not None:
-        result.meta["limit"] = args.limit
+    result.meta["limit"], result.meta["sample"] = args.limit, args.sample
+    result.meta["code"] = code_version()
     written = report.write_outputs(result, out, previous=args.compare, plots=not args.no_plots, command=command)
 
     counts = ", ".join(f"{k} {v}" for k, v in result.meta.get("counts", {}).items() if v)

@@ -188,7 +188,7 @@ def compare(current: Mapping[str, Any], previous: Mapping[str, Any]) -> tuple[li
         raise InputError(f"cannot compare a {current.get('format')} run with a {previous.get('format')} run")
     if current.get("dataset_sha256") != previous.get("dataset_sha256"):
         notes.append("the dataset differs between the two runs (different sha256): deltas mix data and system changes")
-    for key in ("k", "limit"):
+    for key in ("k", "limit", "sample"):
         if current.get(key) != previous.get(key):
             notes.append(f"{key} differs: {previous.get(key)} before, {current.get(key)} now")
     cur, prev = flatten(current.get("summary", {})), flatten(previous.get("summary", {}))
@@ -322,6 +322,51 @@ def plot_kinds(run: EvalRun, out: Path) -> Path | None:
     return path
 
 
+def summary_tables(metrics: Mapping[str, Any], level: str = "##") -> list[str]:
+    """Markdown tables (metrics x retrievers, and per kind for gold) from a metrics.json mapping."""
+    fmt_name = metrics["format"]
+    retrievers = list(metrics["retrievers"])
+    default = metrics.get("default_retriever")
+    summary = metrics["summary"]
+    names = [f"{r} (default)" if r == default else r for r in retrievers]
+    lines: list[str] = []
+    for heading, group, keys in TABLES[fmt_name]:
+        rows = [[label] + [lookup(summary[r].get(group, {}), key) for r in retrievers] for key, label in keys]
+        if all(v is None for row in rows for v in row[1:]):
+            continue
+        lines += [f"{level} {heading}", "", table(["metric"] + names, rows), ""]
+    if fmt_name == "gold":
+        focus = default if default in retrievers else retrievers[0]
+        by_kind = summary[focus]["by_kind"]
+        cols = ("questions", "hit@5", "mrr@10", "evidence_recall@5", "answer_hit", "f1", "abstained", "score")
+        lines += [f"{level} Per kind ({focus})", "",
+                  "For `unanswerable`, *abstained* is the share correctly abstained; for the other kinds it is the "
+                  "share wrongly abstained. *score* is the mean question score (see the worst questions).", "",
+                  table(["kind"] + list(cols), [[k] + [v[c] for c in cols] for k, v in by_kind.items()]), ""]
+        lines += [f"{level}# hit@5 and answer hit by kind and retriever", "",
+                  table(["kind"] + [f"{r} hit@5" for r in retrievers] + [f"{r} answer hit" for r in retrievers],
+                        [[k] + [summary[r]["by_kind"][k]["hit@5"] for r in retrievers]
+                         + [summary[r]["by_kind"][k]["answer_hit"] for r in retrievers] for k in by_kind]), ""]
+    return lines
+
+
+def results_section(metrics: Mapping[str, Any], title: str, level: str = "##") -> str:
+    """A section of eval/RESULTS.md from a run's metrics.json: command, date, run time and the tables."""
+    index = metrics.get("index", {})
+    build = ""
+    if index.get("seconds") is not None:
+        build = (f"; index {'reused from cache' if index.get('cached') else 'built'} in {index['seconds']} s "
+                 f"({index.get('documents')} documents, {index.get('chunks')} chunks)")
+    lines = [f"{level} {title}", "",
+             f"- command: `{metrics.get('command', '?')}`",
+             f"- date (UTC): {metrics.get('date')}; code: {_code(metrics.get('code'))}",
+             f"- run time: {metrics.get('seconds')} s evaluating, {metrics.get('total_seconds')} s in all{build}",
+             f"- data: `{metrics.get('dataset')}` (sha256 {str(metrics.get('dataset_sha256'))[:12]}\u2026); "
+             + ", ".join(f"{k} {v}" for k, v in metrics.get("counts", {}).items() if v), ""]
+    lines += summary_tables(metrics, level=level + "#")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 # ---------------------------------------------------------------------- markdown
 
 
@@ -369,6 +414,17 @@ def _worst_markdown(run: EvalRun) -> list[str]:
     return lines
 
 
+def _code(code: Mapping[str, Any] | None) -> str | None:
+    if not code:
+        return None
+    text = f"rag {code.get('rag')}"
+    if code.get("git_commit"):
+        text += f", commit {code['git_commit']}"
+        if code.get("rag_uncommitted"):
+            text += " with uncommitted changes to " + ", ".join(code["rag_uncommitted"])
+    return text
+
+
 def _short(text: str, limit: int) -> str:
     text = " ".join(str(text).split()).replace("|", "\\|")
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " \u2026"
@@ -387,34 +443,17 @@ def render_markdown(run: EvalRun, plots: Sequence[Path] = (), comparison: str | 
              ("retrievers", ", ".join(names)),
              ("index", ", ".join(f"{k} {v}" for k, v in meta.get("index", {}).items() if k != "settings")),
              ("index settings", ", ".join(f"{k}={v}" for k, v in meta.get("index", {}).get("settings", {}).items())),
-             ("limit", meta.get("limit"))]
+             ("limit", meta.get("limit")), ("sample", meta.get("sample")),
+             ("code", _code(meta.get("code")))]
     lines += [f"- **{k}:** {v}" for k, v in facts if v not in (None, "")]
     if meta.get("unreachable_evidence"):
         lines.append(f"- **warning:** no indexed passage overlaps the evidence of "
                      f"{', '.join(meta['unreachable_evidence'])}; they count as retrieval misses")
     lines.append("")
-    for heading, group, metrics in TABLES[run.format]:
-        rows = []
-        for key, label in metrics:
-            rows.append([label] + [lookup(run.summary[r].get(group, {}), key) for r in run.retrievers])
-        if all(v is None for row in rows for v in row[1:]):
-            continue
-        lines += [f"## {heading}", "", table(["metric"] + names, rows), ""]
+    lines += summary_tables(run.metrics_dict(), level="##")
     if run.format == "gold":
-        focus = focus_retriever(run)
-        by_kind = run.summary[focus]["by_kind"]
-        cols = ("questions", "hit@5", "mrr@10", "evidence_recall@5", "answer_hit", "f1", "abstained", "score")
-        lines += [f"## Per kind ({focus})", "",
-                  "For `unanswerable`, *abstained* is the share correctly abstained; for the other kinds it is the "
-                  "share wrongly abstained. *score* is the mean question score (see the worst questions below).", "",
-                  table(["kind"] + list(cols), [[k] + [v[c] for c in cols] for k, v in by_kind.items()]), ""]
-        lines += ["### hit@5 and answer hit by kind and retriever", "",
-                  table(["kind"] + [f"{r} hit@5" for r in run.retrievers] + [f"{r} answer hit" for r in run.retrievers],
-                        [[k] + [run.summary[r]["by_kind"][k]["hit@5"] for r in run.retrievers]
-                         + [run.summary[r]["by_kind"][k]["answer_hit"] for r in run.retrievers] for k in by_kind]), ""]
-        weakest = weakest_kinds(run)
         lines += ["**Weakest kinds** (lowest mean question score): "
-                  + ", ".join(f"{k} ({s:.3f})" for k, s in weakest), ""]
+                  + ", ".join(f"{k} ({s:.3f})" for k, s in weakest_kinds(run)), ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     if comparison:

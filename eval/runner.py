@@ -106,6 +106,16 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def select(items: Sequence[Any], limit: int | None = None, sample: int | None = None) -> list[Any]:
+    """The first ``limit`` items, or ``sample`` items spread evenly over the whole list (deterministic)."""
+    items = list(items)
+    if limit:
+        items = items[:limit]
+    if sample and sample < len(items):
+        items = [items[i * len(items) // sample] for i in range(sample)]
+    return items
+
+
 def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " \u2026"
@@ -270,10 +280,10 @@ def summarise_gold(results: Sequence[QuestionResult]) -> dict[str, Any]:
 
 
 def run_gold(assistant: Assistant, gold: GoldSet, retrievers: Sequence[str] = RETRIEVERS, *, k: int = 10,
-             limit: int | None = None, progress: bool = False) -> EvalRun:
+             limit: int | None = None, sample: int | None = None, progress: bool = False) -> EvalRun:
     """Ask every gold question with every retriever and score it."""
     started_at, started = now_utc(), time.perf_counter()
-    items = list(gold.items[:limit] if limit else gold.items)
+    items = select(gold.items, limit, sample)
     documents = assistant.documents
     pools = {item.id: relevant_pool(assistant, item) for item in items}
     unreachable = [item.id for item in items if item.answerable and pools[item.id] == 0]
@@ -307,6 +317,7 @@ def run_gold(assistant: Assistant, gold: GoldSet, retrievers: Sequence[str] = RE
         "seconds": round(time.perf_counter() - started, 1),
         "k": k,
         "limit": limit,
+        "sample": sample,
         "counts": {"questions": len(items), "answerable": sum(i.answerable for i in items),
                    "unanswerable": sum(not i.answerable for i in items),
                    **{kind: sum(1 for i in items if i.kind == kind) for kind in KINDS}},

@@ -48,7 +48,11 @@ def test_load_squad_fixture():
     q = data.questions[0]
     doc = next(d for d in data.corpus.documents if d.doc_id == q.doc_id)
     assert doc.title == "Super Bowl Trivia" and all(a in doc.text for a in q.answers)
-    assert len(load_squad(SQUAD, limit=3).questions) == 3
+    assert [q.id for q in load_squad(SQUAD, limit=3).questions] == ["s1", "s2", "s3"]
+    # --sample spreads the questions over the whole file: indexes 0, 2 and 4 of six.
+    assert [q.id for q in load_squad(SQUAD, sample=3).questions] == ["s1", "s3", "s5"]
+    assert [q.id for q in load_squad(SQUAD, limit=4, sample=2).questions] == ["s1", "s3"]
+    assert len(load_squad(SQUAD, sample=50).questions) == 6
 
 
 def test_corpus_key_changes_with_corpus_and_settings():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from eval.gold import read_gold
+from eval.report import results_section
 from eval.runner import run_gold, score_retrieval
 from rag import Assistant, Config, Passage
 from rag.cli import main
@@ -70,6 +71,9 @@ def test_cli_writes_every_output(gold_run, capsys):
     for heading in ("## Retrieval", "## Answers", "## Citations", "## Abstention", "## Latency", "## Per kind",
                     "worst questions", "**Weakest kinds**", "![hit_at_k](hit_at_k.png)"):
         assert heading in report
+    section = results_section(metrics, "Gold set")
+    assert f"`{metrics['command']}`" in section and "--out" not in metrics["command"]
+    assert "| hit@5 | " in section and "### Per kind (hybrid)" in section
     for name in ("hit_at_k.png", "latency.png", "by_kind.png"):
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
