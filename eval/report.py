@@ -271,11 +271,15 @@ def plot_latency(run: EvalRun, out: Path) -> Path | None:
     if not kinds:
         return None
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
+    import numpy as np
+
     for ax, kind in zip(axes[0], kinds):
+        every = [r.latency[kind] * 1000 for r in run.results if kind in r.latency]
+        bins = np.histogram_bin_edges(every, bins=30)  # the same bins for every retriever
         for retriever in run.retrievers:
             values = [r.latency[kind] * 1000 for r in run.results if r.retriever == retriever and kind in r.latency]
             if values:
-                ax.hist(values, bins=30, alpha=0.5, label=retriever)
+                ax.hist(values, bins=bins, alpha=0.5, label=retriever)
         ax.set_xlabel(f"{kind} latency (ms)")
         ax.set_ylabel("questions")
         ax.set_title(kind)
@@ -308,8 +312,13 @@ def plot_kinds(run: EvalRun, out: Path) -> Path | None:
                     v = by_kind[kind]["abstained"] if kind == "unanswerable" else by_kind[kind]["answer_hit"]
                 else:
                     v = by_kind[kind][metric]
-                values.append(v if v is not None else 0.0)
-            ax.bar(x + (i - (len(run.retrievers) - 1) / 2) * width, values, width, label=retriever)
+                values.append(v)
+            ax.bar(x + (i - (len(run.retrievers) - 1) / 2) * width, [v or 0.0 for v in values], width,
+                   label=retriever)
+            if i == 0:
+                for j, v in enumerate(values):
+                    if v is None:
+                        ax.text(x[j], 0.03, "n/a", ha="center", fontsize=9, color="0.4")
         ax.set_xticks(x, kinds, rotation=20)
         ax.set_ylim(0, 1.05)
         ax.set_title(title)
