@@ -55,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a rag.Config setting for this run, e.g. --set chunk_tokens=120 (repeatable; "
                              "index settings rebuild the index in memory)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--fit-abstention", action="store_true",
+                        help="fit the abstention model on the gold set (and --squad) with cross-validation and print "
+                             "coefficients for rag.Config; writes calibration.json to --out")
+    parser.add_argument("--squad", metavar="FILE", help="with --fit-abstention: SQuAD JSON whose questions, asked "
+                        "with and without their own article, add training rows (use --sample to size it)")
+    parser.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
+                        help="evaluate every combination of these query-time settings over one index and print one "
+                             "row per combination (repeatable), e.g. --sweep dense_weight=0.5,0.7")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -91,6 +99,46 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {key}={raw}: {exc}; the default is {default!r}") from exc
         changes[key] = value
     return changes
+
+
+def parse_sweep(items: Sequence[str]) -> dict[str, list[Any]]:
+    """``["dense_weight=0.5,0.7"]`` -> {"dense_weight": [0.5, 0.7]} (typed like --set)."""
+    values: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not raw.strip():
+            raise InputError(f"--sweep {item!r}: expected KEY=V1,V2, e.g. --sweep dense_weight=0.5,0.7")
+        values[key.strip()] = [parse_overrides([f"{key.strip()}={v}"])[key.strip()] for v in raw.split(",")
+                               if v.strip()]
+    return values
+
+
+def fit_abstention(args: argparse.Namespace, assistant: Assistant, gold: Any, config: Config, out: Path,
+                   progress: bool) -> int:
+    """``--fit-abstention``: collect evidence features, fit, print and write the result."""
+    import json
+
+    from . import benchmarks, calibrate
+    from .runner import progress_bar
+
+    if gold is None:
+        raise InputError("--fit-abstention needs a gold file (the default format)")
+    rows = []
+    with progress_bar(len(gold.items), progress, "gold features") as bar:
+        rows += calibrate.gold_rows(assistant, gold, bar)
+    if args.squad:
+        data = benchmarks.load_squad(args.squad, args.limit, args.sample)
+        squad, _build = benchmarks.build_assistant(data.corpus.documents, config, cache=args.cache, name="squad",
+                                                   progress=progress)
+        with progress_bar(len(data.questions), progress, "squad features") as bar:
+            rows += calibrate.squad_rows(squad, data.questions, bar)
+    result = calibrate.calibrate(rows)
+    result["command"] = canonical_command(args, ())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration.json").write_text(json.dumps(result, indent=2))
+    print(calibrate.render(result))
+    print(f"wrote {out / 'calibration.json'}")
+    return 0
 
 
 def default_out(fmt: str) -> Path:
@@ -215,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise InputError(f"--{flag} {value}: give 1 or more questions")
+    sweep_values = parse_sweep(args.sweep)
     if args.compare:
         report.load_metrics(args.compare)  # fail before the run, not after it
     path = Path(args.path)
@@ -229,18 +278,36 @@ def run(args: argparse.Namespace) -> int:
             log.warning("--cache only applies to --format beir and squad; ignored")
         assistant = gold_assistant(args, config, overrides, progress)
         gold = load_gold(path, assistant.documents)
-        result = run_gold(assistant, gold, retrievers, k=args.k, limit=args.limit, sample=args.sample,
+
+        def evaluate(a: Assistant):
+            return run_gold(a, gold, retrievers, k=args.k, limit=args.limit, sample=args.sample,
                             progress=progress)
     elif args.format == "beir":
         data = benchmarks.load_beir(path, args.split, args.limit, args.sample)
         assistant, build = benchmarks.build_assistant(data.corpus.documents, config, cache=args.cache,
                                                       name=f"beir-{data.name}", progress=progress)
-        result = benchmarks.run_beir(assistant, data, retrievers, progress=progress, build=build)
+
+        def evaluate(a: Assistant):
+            return benchmarks.run_beir(a, data, retrievers, progress=progress, build=build)
     else:
         data = benchmarks.load_squad(path, args.limit, args.sample)
         assistant, build = benchmarks.build_assistant(data.corpus.documents, config, cache=args.cache,
                                                       name="squad", progress=progress)
-        result = benchmarks.run_squad(assistant, data, retrievers, k=args.k, progress=progress, build=build)
+
+        def evaluate(a: Assistant):
+            return benchmarks.run_squad(a, data, retrievers, k=args.k, progress=progress, build=build)
+
+    if args.fit_abstention:
+        return fit_abstention(args, assistant, gold if args.format == "gold" else None, config, out, progress)
+    if sweep_values:
+        from . import tune
+
+        rows = tune.sweep(assistant, sweep_values, evaluate, args.format)
+        written = tune.write(rows, args.format, command, out)
+        print(tune.render(rows, args.format, command))
+        print(f"wrote {written}")
+        return 0
+    result = evaluate(assistant)
     result.meta["total_seconds"] = round(time.perf_counter() - started, 1)
     result.meta["limit"], result.meta["sample"] = args.limit, args.sample
     result.meta["code"] = code_version()

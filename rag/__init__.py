@@ -10,7 +10,8 @@ True
 from .assistant import Assistant, ingest
 from .config import Config, project_home
 from .conversation import is_followup, resolve_followup
-from .documents import document_from_text, load_documents
+from .answer import ABSTAIN_MESSAGE
+from .documents import document_from_text, load_documents, read_text_file
 from .errors import (ConfigError, DocumentError, EmptyCorpusError, IndexBusyError, IndexCorruptError,
                      IndexMismatchError, IndexNotFoundError, InputError, ModelError, QuestionTruncatedWarning,
                      RagError)
@@ -19,6 +20,7 @@ from .types import Answer, Chunk, Citation, Document, IngestReport, Passage, Sec
 __version__ = "0.1.0"
 
 __all__ = [
+    "ABSTAIN_MESSAGE",
     "Answer",
     "Assistant",
     "Chunk",
@@ -45,5 +47,6 @@ __all__ = [
     "is_followup",
     "load_documents",
     "project_home",
+    "read_text_file",
     "resolve_followup",
 ]

@@ -65,21 +65,41 @@ _NUMBER = re.compile(r"\d|\b(" + "|".join(_NUMBER_WORDS.split()) + r")\b", re.IG
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(January|February|March|April|May|June|July|August|September|October|"
                    r"November|December)\b")
 _TIME = re.compile(r"\b\d{1,2}(:\d\d)?\s?(AM|PM|am|pm|a\.m\.|p\.m\.)|\b\d{1,2}:\d\d\b|\bmidnight\b|\bnoon\b")
+_REASON_QUESTION = re.compile(r"^\W*(why|how come)\b|\bwhy\b|\b(what|which) (caused|causes|led to|leads to|drove|"
+                              r"drives|explains|made)\b|\bfor what reason\b|\bwhat (is|was|are|were) the reasons?\b")
+_REASON = re.compile(r"\b(because|due to|as a result|since|given|owing to|lack of|led to|leading to|driven|drove|"
+                     r"so that|in order to|therefore|thus|caused|causing|result(ed|s)? in|so\b|for fear|fears? of|"
+                     r"unable|inability)\b", re.IGNORECASE)
+# "which countries", "what kinds of jobs", "name the groups": an answer that enumerates.
+_LIST_QUESTION = re.compile(r"\b(?:which|what)\s+(?:\w+\s+){0,2}?(\w{3,}s)\b|\b(list|name the)\b")
+#: Words ending in "s" that are not plural nouns ("what role does …").
+_NOT_PLURAL = {"does", "was", "has", "this", "its", "his", "hers", "thus", "always", "across", "whereas", "less",
+               "unless", "status", "process", "access", "address", "success", "business", "crisis", "basis"}
+_ENUMERATION = re.compile(r"[^,;]+[,;][^,;]+[,;]|\b\w+,? (and|or) \w+\b.*,|:\s*\S")
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z'’-]+")
 # Words that open a sentence continuing the previous one.
 _CONTINUATION = re.compile(r"^(Instead|However|But|This|These|That|Those|They|It|Its|Their|Such|So|Thus|Therefore|"
                            r"As a result|Because|Consequently|Then|He|She|His|Her)\b")
+
+# "Besides being branded criminals, how …": the clause names what the answer is not.
+_EXCLUSION = re.compile(r"^\W*(?:besides|apart from|aside from|other than|in addition to|beyond)\s+([^,?]+),",
+                        re.IGNORECASE)
 
 #: Evidence features, in the order the abstention model's coefficients are given.
 FEATURES = ("best_cosine", "best_coverage", "missing_key_term", "type_mismatch", "top_passage_cosine")
 
 
 def expected_type(question: str) -> str | None:
-    """What kind of answer the question asks for: "time", "date", "number", "name" or None."""
+    """What the question asks for: "reason", "time", "date", "number", "name", "list" or None."""
     q = question.lower()
+    if _REASON_QUESTION.search(q):
+        return "reason"  # whatever else the question mentions ("why is it hard to gauge how big …")
     for kind, pattern in _TYPE_PATTERNS:
         if pattern.search(q):
             return kind
+    for m in _LIST_QUESTION.finditer(q):
+        if m.group(2) or m.group(1) not in _NOT_PLURAL:
+            return "list"
     return None
 
 
@@ -87,6 +107,10 @@ def type_matches(kind: str | None, text: str, question: str) -> bool:
     """Whether ``text`` holds an answer of ``kind`` that the question does not already contain."""
     if kind is None:
         return True
+    if kind == "reason":
+        return bool(_REASON.search(text))
+    if kind == "list":
+        return bool(_ENUMERATION.search(text))
     if kind == "time":
         return bool(_TIME.search(text))
     if kind == "date":
@@ -136,8 +160,16 @@ class Answerer:
 
     # ---------------------------------------------------------------- features
     def term_weights(self, question: str) -> dict[str, float]:
-        """IDF weight of each key term of the question (unknown terms weigh the most)."""
-        return {t: self.index.bm25.idf(t) for t in question_terms(question)}
+        """IDF weight of each key term of the question (unknown terms weigh the most).
+
+        Terms of a "Besides X, …" / "Apart from X, …" clause name what the answer
+        is not, so they do not count towards a sentence's coverage.
+        """
+        excluded = set()
+        clause = _EXCLUSION.search(question)
+        if clause:
+            excluded = set(question_terms(clause.group(1))) - set(question_terms(question[clause.end():]))
+        return {t: self.index.bm25.idf(t) for t in question_terms(question) if t not in excluded}
 
     @staticmethod
     def coverage(weights: dict[str, float], text: str) -> float:
@@ -244,18 +276,26 @@ class Answerer:
         return a, b
 
     def _widen(self, cand: Candidate, ranked: Sequence[Candidate], budget: int) -> tuple[int, int]:
-        """Join the next sentence when the two read as one thought and fit the budget."""
+        """Join a neighbour sentence when the two read as one thought and fit the budget.
+
+        A sentence opening with a pronoun or connective ("It is supported by …",
+        "So they choose …") takes the sentence before it, which says what "it" is;
+        a sentence ending in a colon, or followed by one that continues it, takes the next.
+        """
         text = self.index.documents[cand.doc_id].text
+        start, end = cand.start, cand.end
+        if cand.prev_start >= 0 and _CONTINUATION.match(text[cand.start:cand.end]) \
+                and word_count(text[cand.prev_start:end]) <= budget:
+            start = cand.prev_start
         if cand.next_start < 0:
-            return cand.start, cand.end
+            return start, end
         following = text[cand.next_start:cand.next_end]
-        joined = word_count(text[cand.start:cand.next_end])
         reads_on = text[cand.start:cand.end].rstrip().endswith(":") or bool(_CONTINUATION.match(following))
         neighbour = next((c for c in ranked if c.doc_id == cand.doc_id and c.start == cand.next_start), None)
         strong = neighbour is not None and neighbour.score >= self.config.second_sentence_ratio * cand.score
-        if joined <= budget and (reads_on or strong):
-            return cand.start, cand.next_end
-        return cand.start, cand.end
+        if word_count(text[start:cand.next_end]) <= budget and (reads_on or strong):
+            end = cand.next_end
+        return start, end
 
     def answer(self, question: str, question_vec: np.ndarray, passages: list[Passage]) -> Answer:
         """Answer from ``passages`` or abstain."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 import threading
 import time
 import warnings
@@ -107,9 +108,9 @@ class Assistant:
     def info(self) -> dict[str, Any]:
         """What the "About this index" view shows."""
         m = self.index.manifest
+        per_doc = Counter(c.doc_id for c in self.index.chunks)
         return {"index": str(self.index.path) if self.index.path else "(in memory)",
-                "documents": [{"doc_id": d.doc_id, "title": d.title, "path": d.path,
-                               "chunks": sum(1 for c in self.index.chunks if c.doc_id == d.doc_id)}
+                "documents": [{"doc_id": d.doc_id, "title": d.title, "path": d.path, "chunks": per_doc[d.doc_id]}
                               for d in self.index.documents.values()],
                 "chunks": len(self.index.chunks), "model": m.get("model", {}), "created_at": m.get("created_at"),
                 "updated_at": m.get("updated_at"), "settings": m.get("settings", {}),

@@ -60,7 +60,7 @@ class Config:
     #: Reciprocal-rank-fusion constant (the usual 60).
     rrf_k: int = 60
     #: Weight of the dense score in fusion (BM25 gets 1 - dense_weight).
-    dense_weight: float = 0.7
+    dense_weight: float = 0.6
     #: Fused scores of footnote chunks are multiplied by this (references seldom answer questions).
     footnote_weight: float = 0.7
     bm25_k1: float = 1.2
@@ -78,7 +78,7 @@ class Config:
     sentence_weight_type: float = 0.15
     sentence_weight_passage: float = 0.1
     #: A neighbour or second span is added only if its score is at least this share of the best.
-    second_sentence_ratio: float = 0.85
+    second_sentence_ratio: float = 0.92
     #: Logistic model of "the passages answer the question" over rag.answer.FEATURES.
     abstain_coefficients: tuple[tuple[str, float], ...] = (
         ("bias", -3.0), ("best_cosine", 4.0), ("best_coverage", 3.0), ("missing_key_term", -2.0),

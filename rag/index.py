@@ -25,6 +25,7 @@ import os
 import platform
 import shutil
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -153,6 +154,7 @@ class Index:
         bm25 = BM25Index.build([embedded_text(c, titles[c.doc_id], config.embed_headers) for c in chunks],
                                config.bm25_k1, config.bm25_b)
         created = previous.manifest.get("created_at") if previous is not None else None
+        per_doc = Counter(c.doc_id for c in chunks)
         manifest = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -168,7 +170,7 @@ class Index:
             "sources": sorted(set(sources)),
             "counts": {"documents": len(documents), "chunks": len(chunks)},
             "documents": [{"doc_id": d.doc_id, "title": d.title, "path": d.path, "sha256": d.sha256,
-                           "chunks": sum(1 for c in chunks if c.doc_id == d.doc_id)} for d in documents],
+                           "chunks": per_doc[d.doc_id]} for d in documents],
         }
         index = cls({d.doc_id: d for d in documents}, chunks, vectors, bm25, manifest)
         return index, len(to_embed)

@@ -26,7 +26,7 @@ _QUESTION_WORDS = {
     "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "many", "much",
     "according", "describe", "described", "mention", "mentioned", "say", "said", "says", "name", "named",
     "give", "list", "kind", "kinds", "type", "types", "does", "did", "do", "document", "documents",
-    "report", "article", "text", "tell", "explain",
+    "report", "article", "text", "tell", "explain", "besides", "apart", "aside", "addition",
     # common function words beyond BM25's short stop list
     "were", "been", "being", "has", "have", "had", "having", "can", "could", "would", "should", "may",
     "might", "must", "shall", "its", "his", "her", "hers", "them", "those", "than", "from", "about",
@@ -50,11 +50,25 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
+# British and American spellings meet before stemming ("criticised"/"criticized", "labour"/"labor",
+# "centre"/"center"); the rules only need to be applied the same way to questions and documents.
+_SPELLING = [
+    (re.compile(r"(?<=\w{3})is(e|ed|es|ing|ation|ations)$"), r"iz\1"),
+    (re.compile(r"(?<=\w{3})our(s|ed|ing|ite|ites|able)?$"), r"or\1"),
+    (re.compile(r"(?<=\w{3})tre(s)?$"), r"ter\1"),
+    (re.compile(r"^programme(s)?$"), r"program\1"),
+]
+
+
 def _normalise(word: str) -> str:
     word = unicodedata.normalize("NFKC", word).lower().replace("’", "'")
     if word[:1].isdigit():
         return word.replace(",", "")
-    return word.split("'")[0]  # possessives: "myanmar's" -> "myanmar"
+    word = word.split("'")[0]  # possessives: "myanmar's" -> "myanmar"
+    if len(word) >= 6:
+        for pattern, replacement in _SPELLING:
+            word = pattern.sub(replacement, word)
+    return word
 
 
 def analyze(text: str) -> list[str]:
@@ -83,6 +97,9 @@ class BM25Index:
 
     def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
         import bm25s
+
+        # bm25s sets its own logger to DEBUG on import; its messages are not ours to show.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
 
         self.k1, self.b = k1, b
         self._bm25 = bm25s.BM25(k1=k1, b=b)

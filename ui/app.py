@@ -31,8 +31,8 @@ from typing import Any, Callable, Sequence  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from rag import (Answer, Assistant, Config, DocumentError, InputError, Passage, RagError,  # noqa: E402
-                 document_from_text, project_home, resolve_followup)
+from rag import (ABSTAIN_MESSAGE, Answer, Assistant, Config, DocumentError, InputError, Passage, RagError,  # noqa: E402
+                 document_from_text, project_home, read_text_file, resolve_followup)
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,11 @@ __all__ = ["build_app", "start", "serve", "parse_auth", "safe_upload_name", "add
            "render_answer_html", "render_sources_html", "render_about_html"]
 
 AUTH_ENV = "RAG_AUTH"
-ABSTAIN_TEXT = "The documents do not answer this question."
 #: Characters of document text shown on each side of a quote when no retrieved passage holds it.
 CONTEXT_CHARS = 300
 #: Closest passages shown open under an abstention (the rest are collapsed).
 ABSTAIN_OPEN_PASSAGES = 3
 MAX_K = 50
-_SNIFF_BYTES = 8192
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 CSS = """
@@ -231,7 +229,7 @@ def render_sources_html(answer: Answer | dict, turn: int, documents: Any = None)
     citations = list(_field(answer, "citations", []) or [])
     parts = [f'<h3>Sources for \u201c{esc(_field(answer, "question", ""))}\u201d</h3>']
     if _field(answer, "abstained", False):
-        parts.append(f'<p class="rag-abstain">{esc(ABSTAIN_TEXT)}</p>')
+        parts.append(f'<p class="rag-abstain">{esc(_field(answer, "text", ABSTAIN_MESSAGE))}</p>')
         if not passages:
             parts.append("<p>No passage matched (check the document filter).</p>")
             return "".join(parts)
@@ -396,18 +394,8 @@ def _check_upload(path: Path, display: str, config: Config) -> tuple[str, bytes]
         raise DocumentError(f"cannot be read ({exc.strerror or exc})") from exc
     if size > config.max_upload_bytes:
         raise InputError(f"{human_size(size)} is over the upload limit of {human_size(config.max_upload_bytes)}")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DocumentError(f"cannot be read ({exc.strerror or exc})") from exc
-    if b"\x00" in raw[:_SNIFF_BYTES]:
-        raise DocumentError("looks like a binary file, not text")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(f"is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8") from exc
-    if not text.strip():
-        raise DocumentError("is empty")
+    read_text_file(path)  # the library's own check: binary, not UTF-8 or empty files raise DocumentError
+    raw = path.read_bytes()
     return ext, raw
 
 
