@@ -54,6 +54,8 @@ _TYPE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"\bhow (many|much|long|old|large|big|far|often|high|low)\b|"
         r"\b(what|which) (percentage|percent|proportion|share|number|amount|fraction|sum|age|price|cost|rate|salary|"
         r"commission|figure|total)\b|\bat what age\b")),
+    ("place", re.compile(r"^\W*(where|to where|from where)\b|\b(which|what) (country|countries|city|cities|town|towns|"
+                         r"province|provinces|region|regions|state|states|place|places|border)\b")),
     ("name", re.compile(r"^\s*(who|whom|whose)\b|\bwhat is the name\b|\bname of\b|"
                         r"\b(which|what) (organi[sz]ation|group|agency|ngo|charity|company|ministry|"
                         r"person|official|commander|leader|newspaper|outlet|law|statute|act)\b")),
@@ -85,12 +87,14 @@ _CONTINUATION = re.compile(r"^(Instead|However|But|This|These|That|Those|They|It
 _EXCLUSION = re.compile(r"^\W*(?:besides|apart from|aside from|other than|in addition to|beyond)\s+([^,?]+),",
                         re.IGNORECASE)
 
+_STRICT_TYPES = ("number", "date", "time", "name", "place")
+
 #: Evidence features, in the order the abstention model's coefficients are given.
 FEATURES = ("best_cosine", "best_coverage", "missing_key_term", "type_mismatch", "top_passage_cosine")
 
 
 def expected_type(question: str) -> str | None:
-    """What the question asks for: "reason", "time", "date", "number", "name", "list" or None."""
+    """What the question asks for: "reason", "time", "date", "number", "place", "name", "list" or None."""
     q = question.lower()
     if _REASON_QUESTION.search(q):
         return "reason"  # whatever else the question mentions ("why is it hard to gauge how big …")
@@ -119,7 +123,7 @@ def type_matches(kind: str | None, text: str, question: str) -> bool:
     if kind == "number":
         asked = {m.group(0).lower() for m in _NUMBER.finditer(question)}
         return any(m.group(0).lower() not in asked for m in _NUMBER.finditer(text))
-    # A name: a capitalised word that is not one of the question's own terms.
+    # A name or place: a capitalised word that is not one of the question's own terms.
     asked_terms = set(analyze(question))
     for m in _CAPITALISED.finditer(text):
         terms = analyze(m.group(0))
@@ -200,7 +204,8 @@ class Answerer:
             "best_cosine": best.cosine,
             "best_coverage": self.coverage(weights, headed),
             "missing_key_term": self.missing_key_term(weights, headed),
-            "type_mismatch": 0.0 if best.type_ok else 1.0,
+            # Only types a sentence either holds or not; "reason" and "list" cues are too loose to judge by.
+            "type_mismatch": 0.0 if best.type_ok or expected_type(question) not in _STRICT_TYPES else 1.0,
             "top_passage_cosine": max(p.dense_score for p in passages),
         }
 

@@ -103,7 +103,7 @@ class Chunker:
     """Packs sentences into token-bounded chunks. Validates its settings on construction."""
 
     chunk_tokens: int = 180
-    overlap_tokens: int = 40
+    overlap_tokens: int = 0
     encoding: str = "cl100k_base"
     max_chars: int = 1000
 

@@ -15,7 +15,9 @@ from rag.answer import expected_type, type_matches
     ("At what time did the shift start?", "time"),
     ("Who is the commander of the MNDAA?", "name"),
     ("Why is it hard to gauge how big the problem is?", "reason"),
-    ("Which countries are Lao women trafficked to?", "list"),
+    ("Which countries are Lao women trafficked to?", "place"),
+    ("Where are women from Myanmar trafficked to?", "place"),
+    ("Which methods do traffickers use to control victims?", "list"),
     ("What role does Laos play in trafficking?", None),
 ])
 def test_expected_type(question, kind):
