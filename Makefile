@@ -36,7 +36,7 @@ install: $(STAMP)
 
 # Builds embeddings/default from seeds/ when missing; re-embeds only what changed when stale.
 index: install
-	$(RAG) ingest
+	$(RAG) ingest --upgrade
 
 # Debian's chromium for the browser tests (never a browser download).
 browser:

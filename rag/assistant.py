@@ -195,7 +195,8 @@ class Assistant:
 
 def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | None = None,
            config: Config | None = None, *, rebuild: bool = False, progress: bool = False,
-           embedder: Embedder | None = None, previous: Index | None = None) -> tuple[IngestReport, Index]:
+           embedder: Embedder | None = None, previous: Index | None = None,
+           upgrade: bool = False) -> tuple[IngestReport, Index]:
     """Bring the index at ``index_dir`` up to date with ``paths`` and save it atomically.
 
     ``paths`` defaults to every source ingested before (``seeds/`` for a new
@@ -203,7 +204,9 @@ def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | No
     vectors; documents whose file vanished from a given folder (or, with no
     paths, from disk) are dropped; unreadable files are skipped and reported,
     and their previous version, if any, is kept. ``rebuild`` re-embeds
-    everything and replaces an index built with other settings, model or format.
+    everything and replaces an index built with other settings, model or format;
+    ``upgrade`` does that only when the index is incompatible or unreadable
+    (what ``make run`` wants for the default index, derived from seeds/).
     """
     config = config or Config()
     folder = Path(index_dir) if index_dir is not None else default_index_dir(config)
@@ -215,9 +218,11 @@ def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | No
                 previous = Index.load(folder, config)
             except IndexNotFoundError:
                 previous = None
-            except (IndexMismatchError, IndexCorruptError):
-                if not rebuild:
+            except (IndexMismatchError, IndexCorruptError) as exc:
+                if not (rebuild or upgrade):
                     raise
+                log.warning("rebuilding %s: %s", folder, exc)
+                rebuild = True
                 sources = _recorded_sources(folder)
                 previous = None
         report, index = _plan_and_build(previous, paths, config, embedder, rebuild=rebuild, progress=progress,

@@ -68,7 +68,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     config = _config(args)
     folder = _index_dir(args, config)
     started = time.perf_counter()
-    report, _index = ingest(args.paths or None, folder, config, rebuild=args.rebuild, progress=not args.quiet)
+    report, _index = ingest(args.paths or None, folder, config, rebuild=args.rebuild, progress=not args.quiet,
+                            upgrade=args.upgrade)
     if args.json:
         data = report.to_dict()
         data["seconds"] = round(time.perf_counter() - started, 2)
@@ -201,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help=".txt/.md files or folders (default: the sources ingested before, "
                                             "or seeds/)")
     p.add_argument("--rebuild", action="store_true", help="re-embed everything; replaces an incompatible index")
+    p.add_argument("--upgrade", action="store_true", help="rebuild only if the index was built with another "
+                                                          "model or format, or is unreadable")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ingest)
 

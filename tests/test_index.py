@@ -166,3 +166,11 @@ def test_rebuild_replaces_an_incompatible_index(writable_index, embedder):
     report, index = ingest([SEEDS], writable_index, embedder=embedder, rebuild=True)
     assert len(index.documents) == 4 and report.chunks_embedded == len(index.chunks)
     Index.load(writable_index)
+
+
+def test_upgrade_rebuilds_only_an_incompatible_index(writable_index, embedder):
+    report, _ = ingest([SEEDS], writable_index, embedder=embedder, upgrade=True)
+    assert report.chunks_embedded == 0  # compatible and unchanged: nothing re-embedded
+    _edit_manifest(writable_index, format_version=0)
+    report, index = ingest([SEEDS], writable_index, embedder=embedder, upgrade=True)
+    assert report.chunks_embedded == len(index.chunks) and Index.load(writable_index).manifest["format_version"] == 1
