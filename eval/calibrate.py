@@ -126,17 +126,30 @@ def rates(p: np.ndarray, rows: Sequence[Row], threshold: float, source: str) -> 
             "unanswerable_abstained": round(float(np.mean(np.asarray(neg) < threshold)), 4) if neg else None}
 
 
-def calibrate(rows: Sequence[Row], max_wrong: float = MAX_WRONG_ABSTENTION, seeds: int = 5) -> dict[str, Any]:
-    """Cross-validated threshold and rates, and the model refitted on all rows."""
+def select(rows: Sequence[Row], features: Sequence[str]) -> list[Row]:
+    """The rows with only ``features`` (a subset of ``rag.answer.FEATURES``), in that order."""
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown:
+        from rag import InputError
+
+        raise InputError(f"unknown abstention feature(s) {', '.join(unknown)}; choose from {', '.join(FEATURES)}")
+    pick = [FEATURES.index(f) for f in features]
+    return [Row(r.source, r.group, r.label, tuple(r.features[i] for i in pick)) for r in rows]
+
+
+def calibrate(rows: Sequence[Row], max_wrong: float = MAX_WRONG_ABSTENTION, seeds: int = 5,
+              features: Sequence[str] = FEATURES) -> dict[str, Any]:
+    """Cross-validated threshold and rates, and the model refitted on all rows (over ``features``)."""
     if len({r.label for r in rows}) < 2:
         from rag import InputError
 
         raise InputError("fitting the abstention model needs both answerable and unanswerable questions")
+    rows = select(rows, features)
     p = np.mean([out_of_fold(rows, seed=s) for s in range(seeds)], axis=0)
     threshold = choose_threshold(p, rows, max_wrong)
     model = _fit(np.asarray([r.features for r in rows]), np.asarray([r.label for r in rows]), _weights(rows))
     coefficients = [("bias", round(float(model.intercept_[0]), 3))] + \
-        [(name, round(float(c), 3)) for name, c in zip(FEATURES, model.coef_[0])]
+        [(name, round(float(c), 3)) for name, c in zip(features, model.coef_[0])]
     result = {"rows": {"gold": sum(r.source == "gold" for r in rows), "squad": sum(r.source == "squad" for r in rows)},
               "max_wrong_abstention": max_wrong, "threshold": threshold, "coefficients": coefficients,
               "cross_validated": {s: rates(p, rows, threshold, s) for s in ("gold", "squad")

@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "coefficients for rag.Config; writes calibration.json to --out")
     parser.add_argument("--squad", metavar="FILE", help="with --fit-abstention: SQuAD JSON whose questions, asked "
                         "with and without their own article, add training rows (use --sample to size it)")
+    parser.add_argument("--features", metavar="F1,F2",
+                        help="with --fit-abstention: the evidence features the model uses (default: all of "
+                             "rag.answer.FEATURES); rows.jsonl in --out keeps every feature for comparisons")
     parser.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
                         help="evaluate every combination of these query-time settings over one index and print one "
                              "row per combination (repeatable), e.g. --sweep dense_weight=0.5,0.7")
@@ -118,6 +121,8 @@ def fit_abstention(args: argparse.Namespace, assistant: Assistant, gold: Any, co
     """``--fit-abstention``: collect evidence features, fit, print and write the result."""
     import json
 
+    from rag.answer import FEATURES
+
     from . import benchmarks, calibrate
     from .runner import progress_bar
 
@@ -132,10 +137,16 @@ def fit_abstention(args: argparse.Namespace, assistant: Assistant, gold: Any, co
                                                    progress=progress)
         with progress_bar(len(data.questions), progress, "squad features") as bar:
             rows += calibrate.squad_rows(squad, data.questions, bar)
-    result = calibrate.calibrate(rows)
+    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else FEATURES
+    result = calibrate.calibrate(rows, features=features)
     result["command"] = canonical_command(args, ())
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(result, indent=2))
+    # The features of every row, so other feature subsets can be compared without asking again.
+    with open(out / "rows.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({"source": r.source, "group": r.group, "label": r.label,
+                                "features": dict(zip(FEATURES, r.features))}) + "\n")
     print(calibrate.render(result))
     print(f"wrote {out / 'calibration.json'}")
     return 0
@@ -173,6 +184,11 @@ def canonical_command(args: argparse.Namespace, retrievers: Sequence[str]) -> st
             parts += [f"--{flag}", *(value if isinstance(value, list) else [str(value)])]
     for item in args.set:
         parts += ["--set", item]
+    if getattr(args, "fit_abstention", False):
+        parts.append("--fit-abstention")
+        for flag in ("squad", "features"):
+            if getattr(args, flag, None):
+                parts += [f"--{flag}", getattr(args, flag)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -274,8 +290,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     if args.format == "gold":
-        if args.cache:
-            log.warning("--cache only applies to --format beir and squad; ignored")
+        if args.cache and not (args.fit_abstention and args.squad):
+            log.warning("--cache only applies to --format beir and squad (and --fit-abstention --squad); ignored")
         assistant = gold_assistant(args, config, overrides, progress)
         gold = load_gold(path, assistant.documents)
 

@@ -15,7 +15,10 @@ The best sentence is widened to a neighbour when the two read as one thought
 (a colon, or a next sentence that starts "Instead", "This", "They" …), and a
 second span is added when it covers key terms the first misses. Before
 answering, a small logistic model over the evidence features (see
-``FEATURES``) estimates whether the passages answer the question at all; below
+``FEATURES``: how close the best sentence is, how much of the question it
+covers, whether it holds the kind of answer asked for, and whether its passage
+names what the question is specifically about — its proper nouns, acronyms
+and numbers) estimates whether the passages answer the question at all; below
 ``abstain_threshold`` the assistant abstains and still returns the passages.
 """
 
@@ -45,6 +48,11 @@ _CLAUSE_BREAK = re.compile(r"(?<=[,;:\u2014\u2013])\s+|\s+(?=[\u2014\u2013]\s)")
 _WORDS = re.compile(r"\S+")
 #: Sentences shorter than this many words are not answers on their own (headings, attributions).
 MIN_SENTENCE_WORDS = 4
+#: A line without sentence-final punctuation and shorter than this is a label (a "See also" link, a map
+#: legend, an attribution like "-24-year-old male, Laukkaing Township"), not an answer of its own. It can
+#: still be joined to the sentence before it.
+MIN_LABEL_WORDS = 8
+_FINAL = re.compile(r"[.!?:;…][\s\"'”’)\]¹²³⁰-⁹\d]*$")
 
 # ---------------------------------------------------------------------------- answer types
 _TYPE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
@@ -89,8 +97,14 @@ _EXCLUSION = re.compile(r"^\W*(?:besides|apart from|aside from|other than|in add
 
 _STRICT_TYPES = ("number", "date", "time", "name", "place")
 
+# Anchors: what a question is specifically about (a proper noun, an acronym, a number or year).
+_ACRONYM = re.compile(r"^[A-Z][A-Z0-9]{1,7}s?$")
+_NAME_RUN = re.compile(r"[A-Z][\w'’-]*(?:\s+(?:(?:of|for|and|the|on|in|de)\s+)*[A-Z][\w'’-]*)*")
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+
 #: Evidence features, in the order the abstention model's coefficients are given.
-FEATURES = ("best_cosine", "best_coverage", "missing_key_term", "type_mismatch", "top_passage_cosine")
+FEATURES = ("best_cosine", "best_coverage", "missing_key_term", "type_mismatch", "top_passage_cosine",
+            "missing_anchor")
 
 
 def expected_type(question: str) -> str | None:
@@ -132,6 +146,48 @@ def type_matches(kind: str | None, text: str, question: str) -> bool:
     return False
 
 
+def question_anchors(question: str) -> list[str]:
+    """The question's proper nouns, acronyms and numbers, as raw words ("Malaysian", "IOM", "2022")."""
+    words = [m.group(0) for m in _CAPITALISED.finditer(question)] + _DIGITS.findall(question)
+    seen: dict[str, None] = {}
+    for w in words:
+        w = w.replace("’", "'").split("'")[0]
+        if analyze(w):
+            seen.setdefault(w, None)
+    return list(seen)
+
+
+def anchor_found(anchor: str, text: str, terms: set[str]) -> bool:
+    """Whether ``text`` (with analyzed ``terms``) mentions ``anchor``.
+
+    Lenient on purpose: a demonym matches its country ("Malaysian" / "Malaysia", by a shared stem of
+    four letters or more) and an acronym its spelled-out name ("IOM" / "International Organization
+    for Migration").
+    """
+    stems = analyze(anchor)
+    if all(t in terms for t in stems):
+        return True
+    if len(stems) == 1 and len(stems[0]) >= 4 and not stems[0][0].isdigit():
+        stem = stems[0]
+        if any(len(t) >= 4 and (t.startswith(stem) or stem.startswith(t)) for t in terms):
+            return True
+    if _ACRONYM.match(anchor):
+        letters = anchor.rstrip("s").upper()
+        for run in _NAME_RUN.findall(text):
+            initials = "".join(w[0] for w in run.split() if w[:1].isupper())
+            if letters in initials:
+                return True
+    return False
+
+
+def missing_anchors(anchors: Sequence[str], text: str) -> float:
+    """Share of ``anchors`` that ``text`` does not mention (0 when the question has none)."""
+    if not anchors:
+        return 0.0
+    terms = set(analyze(text))
+    return sum(not anchor_found(a, text, terms) for a in anchors) / len(anchors)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One sentence of a retrieved passage, with its scores."""
@@ -152,6 +208,12 @@ class Candidate:
 
 def word_count(text: str) -> int:
     return len(_WORDS.findall(text))
+
+
+def is_label(sentence: str) -> bool:
+    """A short line that does not end like a sentence (a link, a legend entry, a caption name)."""
+    words = [w for w in _WORDS.findall(sentence) if any(ch.isalnum() for ch in w)]
+    return len(words) < MIN_LABEL_WORDS and not _FINAL.search(sentence.rstrip())
 
 
 class Answerer:
@@ -200,13 +262,17 @@ class Answerer:
         context = doc_text[best.prev_start if best.prev_start >= 0 else best.start:best.end]
         p = next((p for p in passages if p.rank == best.passage_rank), passages[0])
         headed = f"{p.title} {p.section} {context}"
+        kind = expected_type(question)
+        anchors = question_anchors(question)
         return {
             "best_cosine": best.cosine,
             "best_coverage": self.coverage(weights, headed),
             "missing_key_term": self.missing_key_term(weights, headed),
             # Only types a sentence either holds or not; "reason" and "list" cues are too loose to judge by.
-            "type_mismatch": 0.0 if best.type_ok or expected_type(question) not in _STRICT_TYPES else 1.0,
+            "type_mismatch": 0.0 if best.type_ok or kind not in _STRICT_TYPES else 1.0,
             "top_passage_cosine": max(p.dense_score for p in passages),
+            # Anchors are looked for in the whole passage: the sentence itself may say "it" or "the group".
+            "missing_anchor": missing_anchors(anchors, f"{p.title} {p.section} {p.text}"),
         }
 
     def confidence(self, features: dict[str, float]) -> float:
@@ -223,7 +289,7 @@ class Answerer:
             spans = split_sentences(text, p.start, p.end)
             for i, (a, b) in enumerate(spans):
                 sentence = text[a:b]
-                if word_count(sentence) < MIN_SENTENCE_WORDS or (p.doc_id, a, b) in seen:
+                if word_count(sentence) < MIN_SENTENCE_WORDS or is_label(sentence) or (p.doc_id, a, b) in seen:
                     continue
                 prev_start = spans[i - 1][0] if i > 0 else -1
                 next_start, next_end = spans[i + 1] if i + 1 < len(spans) else (-1, -1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer import expected_type, type_matches
+from rag.answer import expected_type, is_label, missing_anchors, question_anchors, type_matches
 
 
 @pytest.mark.parametrize("question, kind", [
@@ -37,3 +37,34 @@ def test_expected_type(question, kind):
 ])
 def test_type_matches(kind, text, question, ok):
     assert type_matches(kind, text, question) is ok
+
+
+@pytest.mark.parametrize("sentence, label", [
+    ("- Human trafficking in Malaysia", True),  # a "See also" link
+    ("United Wa State Army / Arakan Army", True),  # a signatory line
+    ("-24-year-old female, Laukkaing Township", True),  # an attribution
+    ("I had to start working at 2:30 AM.", False),
+    ("forced to carry out online scams.\u00b9\u2079", False),  # a footnote mark after the full stop
+    ("He said: \u201cI have no money.\u201d", False),
+    ("- Town reported to be partially or fully controlled by MNDAA and/or resistance forces", False),  # long
+])
+def test_is_label(sentence, label):
+    assert is_label(sentence) is label
+
+
+def test_question_anchors_are_proper_nouns_acronyms_and_numbers():
+    assert question_anchors("How many victims did the IOM assist in Myanmar's north during 2023?") == \
+        ["IOM", "Myanmar", "2023"]
+    assert question_anchors("Why do people go?") == []
+
+
+@pytest.mark.parametrize("question, text, missing", [
+    ("What did the IOM do in Myanmar?", "The International Organization for Migration helped people in Myanmar.", 0.0),
+    ("What did the UN estimate?", "the United Nations estimated that at least 120,000 people", 0.0),
+    ("How many Kenyan nationals were trafficked?", "Kenya said one of its nationals was trafficked.", 0.0),
+    ("How many Malaysian courts convicted traffickers in 2022?", "Myanmar's hotlines received 117 calls in 2022.", 0.5),
+    ("Which tier is Malaysia in?", "Myanmar is a Tier Three state.", 1.0),
+    ("Why do people go?", "Anything at all.", 0.0),
+])
+def test_missing_anchors(question, text, missing):
+    assert missing_anchors(question_anchors(question), text) == missing

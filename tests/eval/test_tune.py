@@ -10,7 +10,7 @@ import pytest
 
 from eval.calibrate import Row, calibrate, choose_threshold
 from eval.tune import check_query_time, grid
-from rag import ConfigError
+from rag import ConfigError, InputError
 from rag.answer import FEATURES
 from rag.cli import main
 
@@ -88,3 +88,10 @@ def test_calibrate_separates_separable_data():
     assert names == ["bias", *FEATURES]
     weights = dict(result["coefficients"])
     assert weights["best_cosine"] > 0 and weights["type_mismatch"] < 0
+
+
+def test_calibrate_on_a_feature_subset_names_only_those_features():
+    result = calibrate(_rows(120), seeds=2, features=["best_cosine", "type_mismatch"])
+    assert [name for name, _ in result["coefficients"]] == ["bias", "best_cosine", "type_mismatch"]
+    with pytest.raises(InputError, match="unknown abstention feature.*no_such_feature"):
+        calibrate(_rows(40), seeds=1, features=["best_cosine", "no_such_feature"])
