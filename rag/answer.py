@@ -96,6 +96,10 @@ _EXCLUSION = re.compile(r"^\W*(?:besides|apart from|aside from|other than|in add
                         re.IGNORECASE)
 
 _STRICT_TYPES = ("number", "date", "time", "name", "place")
+# "Which countries …", "what organisations …": the answer names several, not one.
+_PLURAL_NAMES = re.compile(r"\b(which|what)\s+(countries|cities|towns|provinces|regions|states|places|"
+                           r"organi[sz]ations|groups|agencies|ngos|charities|companies|ministries|people|"
+                           r"officials|leaders|nationalities|ethnicities)\b")
 
 # Anchors: what a question is specifically about (a proper noun, an acronym, a number or year).
 _ACRONYM = re.compile(r"^[A-Z][A-Z0-9]{1,7}s?$")
@@ -137,12 +141,17 @@ def type_matches(kind: str | None, text: str, question: str) -> bool:
     if kind == "number":
         asked = {m.group(0).lower() for m in _NUMBER.finditer(question)}
         return any(m.group(0).lower() not in asked for m in _NUMBER.finditer(text))
-    # A name or place: a capitalised word that is not one of the question's own terms.
+    # A name or place: a capitalised word that is not one of the question's own terms (two different
+    # ones when the question asks for several: "which countries …").
     asked_terms = set(analyze(question))
+    wanted = 2 if _PLURAL_NAMES.search(question.lower()) else 1
+    found: set[str] = set()
     for m in _CAPITALISED.finditer(text):
         terms = analyze(m.group(0))
         if terms and not set(terms) <= asked_terms:
-            return True
+            found.add(" ".join(terms))
+            if len(found) >= wanted:
+                return True
     return False
 
 

@@ -34,6 +34,12 @@ def test_expected_type(question, kind):
     ("name", "It carries out initiatives in Laos.", "Who works in Laos?", False),
     ("reason", "They choose deportation because the process is convoluted.", "Why deportation?", True),
     ("list", "They are trafficked into Thailand, Vietnam, China and Japan.", "Which countries?", True),
+    # several names asked for: one new name is not enough
+    ("place", "Lao citizens are trafficked into other countries in Asia.", "To which countries are Lao women sent?",
+     False),
+    ("place", "Lao women are trafficked into Thailand, Vietnam and China.", "To which countries are Lao women sent?",
+     True),
+    ("place", "Women are trafficked to China.", "Where are women trafficked to?", True),
 ])
 def test_type_matches(kind, text, question, ok):
     assert type_matches(kind, text, question) is ok
