@@ -128,6 +128,8 @@ def fit_abstention(args: argparse.Namespace, assistant: Assistant, gold: Any, co
 
     if gold is None:
         raise InputError("--fit-abstention needs a gold file (the default format)")
+    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else list(FEATURES)
+    calibrate.select([], features)  # an unknown feature fails now, not after asking every question
     rows = []
     with progress_bar(len(gold.items), progress, "gold features") as bar:
         rows += calibrate.gold_rows(assistant, gold, bar)
@@ -137,7 +139,6 @@ def fit_abstention(args: argparse.Namespace, assistant: Assistant, gold: Any, co
                                                    progress=progress)
         with progress_bar(len(data.questions), progress, "squad features") as bar:
             rows += calibrate.squad_rows(squad, data.questions, bar)
-    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else FEATURES
     result = calibrate.calibrate(rows, features=features)
     result["command"] = canonical_command(args, ())
     out.mkdir(parents=True, exist_ok=True)

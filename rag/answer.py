@@ -50,7 +50,7 @@ _WORDS = re.compile(r"\S+")
 MIN_SENTENCE_WORDS = 4
 #: A line without sentence-final punctuation and shorter than this is a label (a "See also" link, a map
 #: legend, an attribution like "-24-year-old male, Laukkaing Township"), not an answer of its own. It can
-#: still be joined to the sentence before it.
+#: still be joined to a chosen sentence before it that ends with a colon.
 MIN_LABEL_WORDS = 8
 _FINAL = re.compile(r"[.!?:;…][\s\"'”’)\]¹²³⁰-⁹\d]*$")
 

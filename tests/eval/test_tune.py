@@ -17,10 +17,10 @@ from rag.cli import main
 GOLD = Path(__file__).resolve().parents[2] / "eval" / "gold.jsonl"
 
 
-def _subset(tmp_path):
-    """Four answerable and two unanswerable questions from the shipped gold set."""
+def _subset(tmp_path, answerable: int = 4, unanswerable: int = 2):
+    """The first answerable and unanswerable questions of the shipped gold set."""
     rows = [json.loads(line) for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
-    picked = [r for r in rows if r["answerable"]][:4] + [r for r in rows if not r["answerable"]][:2]
+    picked = [r for r in rows if r["answerable"]][:answerable] + [r for r in rows if not r["answerable"]][:unanswerable]
     path = tmp_path / "subset.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in picked), encoding="utf-8")
     return path
@@ -54,6 +54,28 @@ def test_bad_sweep_is_a_one_line_error(seed_index_dir, tmp_path, capsys):
     subset = _subset(tmp_path)
     assert main(["--index", str(seed_index_dir), "eval", str(subset), "--sweep", "dense_weight"]) == 2
     assert "expected KEY=V1,V2" in capsys.readouterr().err
+
+
+def test_unknown_abstention_feature_fails_before_any_question(seed_index_dir, tmp_path, capsys):
+    subset = _subset(tmp_path)
+    out = tmp_path / "fit"
+    assert main(["--index", str(seed_index_dir), "-q", "eval", str(subset), "--fit-abstention", "--out", str(out),
+                 "--features", "best_cosine,no_such_feature"]) == 2
+    assert "unknown abstention feature(s) no_such_feature" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_fit_abstention_writes_every_feature_of_every_row(seed_index_dir, tmp_path, capsys):
+    subset = _subset(tmp_path, answerable=10, unanswerable=10)  # every training fold sees both classes
+    out = tmp_path / "fit"
+    assert main(["--index", str(seed_index_dir), "-q", "eval", str(subset), "--fit-abstention", "--out", str(out),
+                 "--features", "best_cosine,missing_anchor"]) == 0
+    result = json.loads((out / "calibration.json").read_text())
+    assert [name for name, _ in result["coefficients"]] == ["bias", "best_cosine", "missing_anchor"]
+    assert "--features best_cosine,missing_anchor" in result["command"]
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert len(rows) == result["rows"]["gold"]
+    assert all(set(r["features"]) == set(FEATURES) for r in rows)
 
 
 def _rows(n: int, seed: int = 0) -> list[Row]:
