@@ -13,7 +13,9 @@ Each candidate sentence of the top passages is scored by
 
 The best sentence is widened to a neighbour when the two read as one thought
 (a colon, or a next sentence that starts "Instead", "This", "They" …), and a
-second span is added when it covers key terms the first misses. Before
+second span is added when it covers key terms the first misses. A compound
+question ("Which law …, and what gap …?") is split in two and each part gets
+its own best sentence, from whichever document holds it. Before
 answering, a small logistic model over the evidence features (see
 ``FEATURES``: how close the best sentence is, how much of the question it
 covers, whether it holds the kind of answer asked for, and whether its passage
@@ -101,6 +103,11 @@ _PLURAL_NAMES = re.compile(r"\b(which|what)\s+(countries|cities|towns|provinces|
                            r"organi[sz]ations|groups|agencies|ngos|charities|companies|ministries|people|"
                            r"officials|leaders|nationalities|ethnicities)\b")
 
+# "…, and what …": a second question joined to the first.
+_COMPOUND = re.compile(r",?\s+(?:and|but)\s+(?P<wh>(?:what|which|who|whom|how|why|where|when)\b)", re.IGNORECASE)
+#: Each part of a compound question needs this many key terms to be asked on its own.
+MIN_PART_TERMS = 2
+
 # Anchors: what a question is specifically about (a proper noun, an acronym, a number or year).
 _ACRONYM = re.compile(r"^[A-Z][A-Z0-9]{1,7}s?$")
 _NAME_RUN = re.compile(r"[A-Z][\w'’-]*(?:\s+(?:(?:of|for|and|the|on|in|de)\s+)*[A-Z][\w'’-]*)*")
@@ -153,6 +160,20 @@ def type_matches(kind: str | None, text: str, question: str) -> bool:
             if len(found) >= wanted:
                 return True
     return False
+
+
+def question_parts(question: str) -> list[str]:
+    """The two questions of a compound one ("Which law …, and what gap …?"), or [] for a single question.
+
+    Each part gets its own best sentence: one sentence seldom answers both.
+    """
+    m = _COMPOUND.search(question)
+    if not m:
+        return []
+    first, second = question[:m.start()].strip(" ,;"), question[m.start("wh"):].strip()
+    if min(len(question_terms(first)), len(question_terms(second))) < MIN_PART_TERMS:
+        return []
+    return [first + "?", second if second.endswith("?") else second + "?"]
 
 
 def question_anchors(question: str) -> list[str]:
@@ -306,10 +327,12 @@ class Answerer:
         return list(seen.values())
 
     def score(self, question: str, question_vec: np.ndarray, weights: dict[str, float],
-              candidates: list[Candidate]) -> list[Candidate]:
+              candidates: list[Candidate], vectors: np.ndarray | None = None) -> list[Candidate]:
+        """``candidates`` scored for ``question``, best first (``vectors``: their embeddings, if known)."""
         if not candidates:
             return []
-        vectors = self.embedder.encode([c.text for c in candidates])
+        if vectors is None:
+            vectors = self.embedder.encode([c.text for c in candidates])
         cosines = vectors @ question_vec.astype(np.float32)
         cfg = self.config
         kind = expected_type(question)
@@ -382,7 +405,9 @@ class Answerer:
         if not passages:
             return Answer(NO_PASSAGES_MESSAGE, True, [], passages, question, 0.0)
         weights = self.term_weights(question)
-        ranked = self.score(question, question_vec, weights, self.candidates(passages))
+        candidates = self.candidates(passages)
+        vectors = self.embedder.encode([c.text for c in candidates])
+        ranked = self.score(question, question_vec, weights, candidates, vectors)
         if not ranked:
             return Answer(ABSTAIN_MESSAGE, True, [], passages, question, 0.0)
         best = ranked[0]
@@ -393,6 +418,18 @@ class Answerer:
             return Answer(ABSTAIN_MESSAGE, True, [], passages, question, confidence, features)
 
         budget = self.config.answer_max_words
+        sub_questions = question_parts(question)[: self.config.answer_max_sentences]
+        if len(sub_questions) > 1:
+            spans = self._part_spans(sub_questions, candidates, vectors, budget)
+        else:
+            spans = self._spans(best, ranked, weights, budget)
+        # Present spans in reading order within a document, best document first.
+        spans.sort(key=lambda s: (s[0].doc_id != best.doc_id, s[0].doc_id, s[1]))
+        return self._compose(question, passages, spans, weights, budget, confidence, features)
+
+    def _spans(self, best: Candidate, ranked: Sequence[Candidate], weights: dict[str, float],
+               budget: int) -> list[tuple[Candidate, int, int]]:
+        """The best sentence (widened), and a second one if it scores nearly as well and adds key terms."""
         spans: list[tuple[Candidate, int, int]] = [(best, *self._widen(best, ranked, budget))]
         covered = set(analyze(self.index.documents[best.doc_id].text[spans[0][1]:spans[0][2]]))
         for cand in ranked[1:]:
@@ -405,11 +442,28 @@ class Answerer:
             if new_terms and not overlaps:
                 spans.append((cand, cand.start, cand.end))
                 covered |= new_terms
+        return spans
 
+    def _part_spans(self, sub_questions: Sequence[str], candidates: list[Candidate], vectors: np.ndarray,
+                    budget: int) -> list[tuple[Candidate, int, int]]:
+        """One sentence per part of a compound question (each part scored on its own), no sentence twice."""
+        spans: list[tuple[Candidate, int, int]] = []
+        share = budget // len(sub_questions)
+        part_vectors = self.embedder.encode(list(sub_questions))
+        for sub, vec in zip(sub_questions, part_vectors):
+            ranked = self.score(sub, vec, self.term_weights(sub), candidates, vectors)
+            for cand in ranked:
+                a, b = self._widen(cand, ranked, share)
+                if not any(c.doc_id == cand.doc_id and a < e and s < b for c, s, e in spans):
+                    spans.append((cand, a, b))
+                    break
+        return spans
+
+    def _compose(self, question: str, passages: list[Passage], spans: Sequence[tuple[Candidate, int, int]],
+                 weights: dict[str, float], budget: int, confidence: float, features: dict[str, float]) -> Answer:
+        """The answer text, each span trimmed to the word budget and cited by its exact quote."""
         parts: list[str] = []
         citations: list[Citation] = []
-        # Present spans in reading order within a document, best document first.
-        spans.sort(key=lambda s: (s[0].doc_id != best.doc_id, s[0].doc_id, s[1]))
         for cand, start, end in spans:
             doc = self.index.documents[cand.doc_id]
             remaining = budget - sum(word_count(p) for p in parts)

@@ -66,3 +66,16 @@ def test_long_sentence_is_trimmed_to_an_exact_clause(assistant):
     assert start <= a < b <= end
     assert word_count(doc.text[a:b]) <= 30
     assert "voluntarily" in doc.text[a:b]
+
+
+def test_each_part_of_a_compound_question_gets_its_own_cited_sentence(assistant):
+    answer = assistant.ask("What share of sex trafficking victims in Malaysia came from abroad, "
+                           "and which countries are Lao women trafficked into?")
+    assert not answer.abstained
+    assert len(answer.citations) == 2
+    by_doc = {c.doc_id: c for c in answer.citations}
+    assert "96%" in by_doc["sex-trafficking-in-malaysia"].quote
+    assert "Thailand" in by_doc["sex-trafficking-in-laos"].quote
+    for c in answer.citations:
+        assert assistant.documents[c.doc_id].text[c.start:c.end] == c.quote
+    assert word_count(answer.text) <= assistant.config.answer_max_words + 2 * len(answer.citations)

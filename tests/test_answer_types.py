@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer import expected_type, is_label, missing_anchors, question_anchors, type_matches
+from rag.answer import expected_type, is_label, missing_anchors, question_anchors, question_parts, type_matches
 
 
 @pytest.mark.parametrize("question, kind", [
@@ -74,3 +74,15 @@ def test_question_anchors_are_proper_nouns_acronyms_and_numbers():
 ])
 def test_missing_anchors(question, text, missing):
     assert missing_anchors(question_anchors(question), text) == missing
+
+
+@pytest.mark.parametrize("question, parts", [
+    ("Which law do police use against scam finances, and what gap do they have for foreign victims?",
+     ["Which law do police use against scam finances?", "what gap do they have for foreign victims?"]),
+    ("What share of victims in Malaysia came from abroad and which countries are Lao women sent to?",
+     ["What share of victims in Malaysia came from abroad?", "which countries are Lao women sent to?"]),
+    ("What corrupt acts are reported in Myanmar and in Laos respectively?", []),  # one question, two places
+    ("Where are women trafficked and how are they recruited?", []),  # "how are they recruited" is too thin alone
+])
+def test_question_parts(question, parts):
+    assert question_parts(question) == parts
