@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 import threading
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 

@@ -191,14 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what happens")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_parser = sub.add_parser
 
     def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return _add_parser(name, parents=[common], **kwargs)
+        return sub.add_parser(name, parents=[common], **kwargs)
 
-    sub.add_parser = add_parser  # type: ignore[method-assign]
-
-    p = sub.add_parser("ingest", help="index files or folders (incremental)")
+    p = add_parser("ingest", help="index files or folders (incremental)")
     p.add_argument("paths", nargs="*", help=".txt/.md files or folders (default: the sources ingested before, "
                                             "or seeds/)")
     p.add_argument("--rebuild", action="store_true", help="re-embed everything; replaces an incompatible index")
@@ -209,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, help_ in (("ask", cmd_ask, "answer a question with numbered sources"),
                               ("retrieve", cmd_retrieve, "show the passages retrieved for a question")):
-        p = sub.add_parser(name, help=help_)
+        p = add_parser(name, help=help_)
         p.add_argument("question")
         p.add_argument("--k", type=int, default=None, help="passages to retrieve (default 10)")
         p.add_argument("--doc", action="append", help="only search this document id (repeatable)")
@@ -217,30 +214,30 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("chat", help="interactive question prompt")
+    p = add_parser("chat", help="interactive question prompt")
     p.add_argument("--k", type=int, default=None)
     p.add_argument("--retriever", choices=("dense", "bm25", "hybrid"))
     p.set_defaults(func=cmd_chat)
 
-    p = sub.add_parser("info", help="what the index holds")
+    p = add_parser("info", help="what the index holds")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("remove", help="remove documents from the index by id")
+    p = add_parser("remove", help="remove documents from the index by id")
     p.add_argument("doc_ids", nargs="+")
     p.set_defaults(func=cmd_remove)
 
-    p = sub.add_parser("bench", help="measure embedding speed (float32 vs bfloat16) and question latency")
+    p = add_parser("bench", help="measure embedding speed (float32 vs bfloat16) and question latency")
     p.add_argument("--repeats", type=int, default=2)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("serve", help="start the web UI")
+    p = add_parser("serve", help="start the web UI")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--auth", help="USER:PASSWORD required to open the UI (or set RAG_AUTH)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("eval", help="evaluate against a gold question set or a public benchmark")
+    p = add_parser("eval", help="evaluate against a gold question set or a public benchmark")
     try:
         from eval.cli import add_arguments
     except ImportError:
