@@ -15,7 +15,9 @@ The best sentence is widened to a neighbour when the two read as one thought
 (a colon, or a next sentence that starts "Instead", "This", "They" …), and a
 second span is added when it covers key terms the first misses. A compound
 question ("Which law …, and what gap …?") is split in two and each part gets
-its own best sentence, from whichever document holds it. Before
+its own best sentence, from whichever document holds it; so is a comparison of
+two subjects that separate documents are about ("… in Myanmar and in Laos?"),
+each part answered from its own subject's documents. Before
 answering, a small logistic model over the evidence features (see
 ``FEATURES``: how close the best sentence is, how much of the question it
 covers, whether it holds the kind of answer asked for, and whether its passage
@@ -30,7 +32,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -107,6 +109,10 @@ _PLURAL_NAMES = re.compile(r"\b(which|what)\s+(countries|cities|towns|provinces|
 _COMPOUND = re.compile(r",?\s+(?:and|but)\s+(?P<wh>(?:what|which|who|whom|how|why|where|when)\b)", re.IGNORECASE)
 #: Each part of a compound question needs this many key terms to be asked on its own.
 MIN_PART_TERMS = 2
+# "… in Myanmar and in Laos …", "the Myanmar and Lao governments": two named things compared.
+_PAIR = re.compile(r"(?P<p1>\b(?:in|from|of|by|for|on|to|at)\s+)?(?P<a>[A-Z][\w'’-]*)\s+(?:and|or|versus|vs\.?)\s+"
+                   r"(?P<p2>(?:in|from|of|by|for|on|to|at)\s+)?(?P<b>[A-Z][\w'’-]*)")
+_RESPECTIVELY = re.compile(r",?\s+(?:respectively|each)\b", re.IGNORECASE)
 
 # Anchors: what a question is specifically about (a proper noun, an acronym, a number or year).
 _ACRONYM = re.compile(r"^[A-Z][A-Z0-9]{1,7}s?$")
@@ -174,6 +180,30 @@ def question_parts(question: str) -> list[str]:
     if min(len(question_terms(first)), len(question_terms(second))) < MIN_PART_TERMS:
         return []
     return [first + "?", second if second.endswith("?") else second + "?"]
+
+
+def comparison_parts(question: str, titles: Mapping[str, str]) -> list[tuple[str, frozenset[str]]]:
+    """The question asked once per compared subject, each with the documents about that subject
+    ("… in Myanmar and in Laos?" -> ("… in Myanmar?", {Myanmar's documents}), ("… in Laos?", {…})),
+    or [] when it compares nothing the documents are separately about.
+
+    ``titles`` maps doc_id to title. Only a pair whose two names are each named by the title of a
+    different document is split: such a question wants one sentence from each, and no single
+    sentence tends to hold both.
+    """
+    for m in _PAIR.finditer(question):
+        if m.start("a") == 0 or question[:m.start()].rstrip().lower().endswith("between"):
+            continue
+        a, b = m.group("a"), m.group("b")
+        docs_a = {i for i, t in titles.items() if anchor_found(a, t, set(analyze(t)))}
+        docs_b = {i for i, t in titles.items() if anchor_found(b, t, set(analyze(t)))}
+        only_a, only_b = frozenset(docs_a - docs_b), frozenset(docs_b - docs_a)
+        if not (only_a and only_b):
+            continue
+        head, tail = question[:m.start()], _RESPECTIVELY.sub("", question[m.end():])
+        return [(f"{head}{m.group('p1') or ''}{a}{tail}", only_a),
+                (f"{head}{m.group('p2') or m.group('p1') or ''}{b}{tail}", only_b)]
+    return []
 
 
 def question_anchors(question: str) -> list[str]:
@@ -418,13 +448,15 @@ class Answerer:
             return Answer(ABSTAIN_MESSAGE, True, [], passages, question, confidence, features)
 
         budget = self.config.answer_max_words
-        sub_questions = question_parts(question)[: self.config.answer_max_sentences]
-        if len(sub_questions) > 1:
-            spans = self._part_spans(sub_questions, candidates, vectors, budget)
+        titles = {doc_id: d.title for doc_id, d in self.index.documents.items()}
+        parts: list[tuple[str, frozenset[str] | None]] = [(q, None) for q in question_parts(question)]
+        parts = (parts or comparison_parts(question, titles))[: self.config.answer_max_sentences]
+        if len(parts) > 1:
+            spans = self._part_spans(parts, candidates, vectors, budget)  # in the order the question asks
         else:
             spans = self._spans(best, ranked, weights, budget)
-        # Present spans in reading order within a document, best document first.
-        spans.sort(key=lambda s: (s[0].doc_id != best.doc_id, s[0].doc_id, s[1]))
+            # Present spans in reading order within a document, best document first.
+            spans.sort(key=lambda s: (s[0].doc_id != best.doc_id, s[0].doc_id, s[1]))
         return self._compose(question, passages, spans, weights, budget, confidence, features)
 
     def _spans(self, best: Candidate, ranked: Sequence[Candidate], weights: dict[str, float],
@@ -444,14 +476,18 @@ class Answerer:
                 covered |= new_terms
         return spans
 
-    def _part_spans(self, sub_questions: Sequence[str], candidates: list[Candidate], vectors: np.ndarray,
-                    budget: int) -> list[tuple[Candidate, int, int]]:
-        """One sentence per part of a compound question (each part scored on its own), no sentence twice."""
+    def _part_spans(self, parts: Sequence[tuple[str, frozenset[str] | None]], candidates: list[Candidate],
+                    vectors: np.ndarray, budget: int) -> list[tuple[Candidate, int, int]]:
+        """One sentence per part of a question (each part scored on its own, from its own documents when it
+        names them), no sentence twice."""
         spans: list[tuple[Candidate, int, int]] = []
-        share = budget // len(sub_questions)
-        part_vectors = self.embedder.encode(list(sub_questions))
-        for sub, vec in zip(sub_questions, part_vectors):
-            ranked = self.score(sub, vec, self.term_weights(sub), candidates, vectors)
+        share = budget // len(parts)
+        part_vectors = self.embedder.encode([sub for sub, _ in parts])
+        for (sub, doc_ids), vec in zip(parts, part_vectors):
+            rows = [i for i, c in enumerate(candidates) if doc_ids is None or c.doc_id in doc_ids]
+            if not rows:  # no retrieved passage from the part's documents: answer from what there is
+                rows = list(range(len(candidates)))
+            ranked = self.score(sub, vec, self.term_weights(sub), [candidates[i] for i in rows], vectors[rows])
             for cand in ranked:
                 a, b = self._widen(cand, ranked, share)
                 if not any(c.doc_id == cand.doc_id and a < e and s < b for c, s, e in spans):

@@ -234,8 +234,11 @@ def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | No
 
 
 def _describes_differently(previous: Index, index: Index) -> bool:
-    """True when settings, sources, or a document's path/title/metadata changed (vectors may be the same)."""
-    keys = ("settings", "sources")
+    """True when settings (BM25's included), sources, or a document's path/title/metadata changed.
+
+    The vectors may be the same; the saved index must still record what it was built with.
+    """
+    keys = ("settings", "bm25", "sources")
     if any(previous.manifest.get(k) != index.manifest.get(k) for k in keys):
         return True
     return any((d.path, d.title, d.meta) != (previous.documents[i].path, previous.documents[i].title,

@@ -79,3 +79,11 @@ def test_each_part_of_a_compound_question_gets_its_own_cited_sentence(assistant)
     for c in answer.citations:
         assert assistant.documents[c.doc_id].text[c.start:c.end] == c.quote
     assert word_count(answer.text) <= assistant.config.answer_max_words + 2 * len(answer.citations)
+
+
+def test_a_comparison_of_two_documents_subjects_cites_each_in_the_order_asked(assistant):
+    answer = assistant.ask("Into which countries are women from Myanmar and from Laos trafficked, respectively?")
+    assert not answer.abstained
+    assert [c.doc_id for c in answer.citations] == ["sex-trafficking-in-myanmar", "sex-trafficking-in-laos"]
+    for c in answer.citations:
+        assert "Thailand" in c.quote and assistant.documents[c.doc_id].text[c.start:c.end] == c.quote

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer import expected_type, is_label, missing_anchors, question_anchors, question_parts, type_matches
+from rag.answer import (comparison_parts, expected_type, is_label, missing_anchors, question_anchors, question_parts,
+                        type_matches)
 
 
 @pytest.mark.parametrize("question, kind", [
@@ -86,3 +87,22 @@ def test_missing_anchors(question, text, missing):
 ])
 def test_question_parts(question, parts):
     assert question_parts(question) == parts
+
+
+TITLES = {"laos": "Sex trafficking in Laos", "myanmar": "Sex trafficking in Myanmar",
+          "report": "Compound Abuses: Scam Centres in Myanmar's Border Areas"}
+
+
+@pytest.mark.parametrize("question, parts", [
+    ("What corrupt acts are reported in Myanmar and in Laos respectively?",
+     [("What corrupt acts are reported in Myanmar?", {"myanmar", "report"}),
+      ("What corrupt acts are reported in Laos?", {"laos"})]),
+    ("Are the Myanmar and Lao governments making efforts?",  # a demonym matches its country's title
+     [("Are the Myanmar governments making efforts?", {"myanmar", "report"}),
+      ("Are the Lao governments making efforts?", {"laos"})]),
+    ("Which countries receive women from Laos and Thailand?", []),  # no document is about Thailand
+    ("What happens on the border between Myanmar and Laos?", []),  # one thing between two places
+    ("Which scam hubs operate in Shan State and Kayin State?", []),  # no title names either
+])
+def test_comparison_parts(question, parts):
+    assert comparison_parts(question, TITLES) == parts

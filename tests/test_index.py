@@ -174,3 +174,13 @@ def test_upgrade_rebuilds_only_an_incompatible_index(writable_index, embedder):
     _edit_manifest(writable_index, format_version=0)
     report, index = ingest([SEEDS], writable_index, embedder=embedder, upgrade=True)
     assert report.chunks_embedded == len(index.chunks) and Index.load(writable_index).manifest["format_version"] == 1
+
+
+def test_changed_bm25_settings_rewrite_the_index_without_re_embedding(writable_index, embedder):
+    config = Config().replace(bm25_k1=1.5, bm25_b=0.6)
+    ingest([SEEDS], writable_index, embedder=embedder)  # record the sources as this test gives them
+    report, _ = ingest(None, writable_index, config, embedder=embedder)
+    assert report.chunks_embedded == 0  # the vectors do not depend on BM25's parameters
+    loaded = Index.load(writable_index, config)
+    assert loaded.manifest["bm25"]["k1"] == 1.5 and loaded.manifest["bm25"]["b"] == 0.6
+    assert (loaded.bm25.k1, loaded.bm25.b) == (1.5, 0.6)
