@@ -152,8 +152,11 @@ def type_matches(kind: str | None, text: str, question: str) -> bool:
         asked = set(_YEAR.findall(question))
         return any(m not in asked for m in _YEAR.findall(text))
     if kind == "number":
+        # A count or an amount: a year ("in 2023") is a date, not the number asked for.
         asked = {m.group(0).lower() for m in _NUMBER.finditer(question)}
-        return any(m.group(0).lower() not in asked for m in _NUMBER.finditer(text))
+        years = [m.span() for m in re.finditer(r"\b(?:1[89]|20)\d\d\b", text)]
+        return any(m.group(0).lower() not in asked and not any(a <= m.start() < b for a, b in years)
+                   for m in _NUMBER.finditer(text))
     # A name or place: a capitalised word that is not one of the question's own terms (two different
     # ones when the question asks for several: "which countries …").
     asked_terms = set(analyze(question))

@@ -29,6 +29,8 @@ def test_expected_type(question, kind):
     ("number", "The UWSA raided more than 40 scam centres.", "How many scam centres were raided?", True),
     ("number", "The UWSA raided scam centres.", "How many scam centres were raided?", False),
     ("number", "In 2022 there were raids.", "How many raids were there in 2022?", False),  # the asked year is no answer
+    ("number", "The 2023 report described raids.", "How many raids were there?", False),  # a year is no count
+    ("number", "The 2023 report counted 117 calls.", "How many calls were there?", True),
     ("date", "It was founded in 2009.", "When was it founded?", True),
     ("time", "I had to start working at 2:30 AM.", "At what time did he start?", True),
     ("name", "Village Focus International carries out initiatives in Laos.", "Who works in Laos?", True),
