@@ -59,6 +59,8 @@ MIN_LABEL_WORDS = 8
 _FINAL = re.compile(r"[.!?:;…][\s\"'”’)\]¹²³⁰-⁹\d]*$")
 
 # ---------------------------------------------------------------------------- answer types
+# "which Lao province", "which international agency", "which two countries": up to two words before the noun.
+_MODIFIERS = r"(?:[\w'’-]+ ){0,2}?"
 _TYPE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("time", re.compile(r"\b(what|which) time\b|\bat what (hour|time)\b")),
     ("date", re.compile(r"^\s*when\b|\b(what|which) (year|month|date|day)\b|\bin what year\b|\bsince when\b")),
@@ -66,11 +68,12 @@ _TYPE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"\bhow (many|much|long|old|large|big|far|often|high|low)\b|"
         r"\b(what|which) (percentage|percent|proportion|share|number|amount|fraction|sum|age|price|cost|rate|salary|"
         r"commission|figure|total)\b|\bat what age\b")),
-    ("place", re.compile(r"^\W*(where|to where|from where)\b|\b(which|what) (country|countries|city|cities|town|towns|"
-                         r"province|provinces|region|regions|state|states|place|places|border)\b")),
+    ("place", re.compile(r"^\W*(where|to where|from where)\b|\b(which|what) " + _MODIFIERS +
+                         r"(country|countries|city|cities|town|towns|province|provinces|region|regions|state|states|"
+                         r"place|places|border)\b")),
     ("name", re.compile(r"^\s*(who|whom|whose)\b|\bwhat is the name\b|\bname of\b|"
-                        r"\b(which|what) (organi[sz]ation|group|agency|ngo|charity|company|ministry|"
-                        r"person|official|commander|leader|newspaper|outlet|law|statute|act)\b")),
+                        r"\b(which|what) " + _MODIFIERS + r"(organi[sz]ation|group|agency|ngo|charity|company|"
+                        r"ministry|person|official|commander|leader|newspaper|outlet|law|statute|act)\b")),
 ]
 _NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
                  "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred hundreds "
@@ -101,8 +104,8 @@ _EXCLUSION = re.compile(r"^\W*(?:besides|apart from|aside from|other than|in add
 
 _STRICT_TYPES = ("number", "date", "time", "name", "place")
 # "Which countries …", "what organisations …": the answer names several, not one.
-_PLURAL_NAMES = re.compile(r"\b(which|what)\s+(countries|cities|towns|provinces|regions|states|places|"
-                           r"organi[sz]ations|groups|agencies|ngos|charities|companies|ministries|people|"
+_PLURAL_NAMES = re.compile(r"\b(which|what)\s+" + _MODIFIERS + r"(countries|cities|towns|provinces|regions|states|"
+                           r"places|organi[sz]ations|groups|agencies|ngos|charities|companies|ministries|people|"
                            r"officials|leaders|nationalities|ethnicities)\b")
 
 # "…, and what …": a second question joined to the first.

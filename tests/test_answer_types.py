@@ -20,6 +20,8 @@ from rag.answer import (comparison_parts, expected_type, is_label, missing_ancho
     ("Where are women from Myanmar trafficked to?", "place"),
     ("Which methods do traffickers use to control victims?", "list"),
     ("What role does Laos play in trafficking?", None),
+    ("Which Lao province sends the most women abroad?", "place"),  # a modifier before the noun; "sends" is no plural
+    ("Which international agency did he approach?", "name"),
 ])
 def test_expected_type(question, kind):
     assert expected_type(question) == kind
