@@ -456,12 +456,15 @@ class Answerer:
         budget = self.config.answer_max_words
         titles = {doc_id: d.title for doc_id, d in self.index.documents.items()}
         parts: list[tuple[str, frozenset[str] | None]] = [(q, None) for q in question_parts(question)]
-        parts = (parts or comparison_parts(question, titles))[: self.config.answer_max_sentences]
-        if len(parts) > 1:
-            spans = self._part_spans(parts, candidates, vectors, budget)  # in the order the question asks
-        else:
-            spans = self._spans(best, ranked, weights, budget)
-            # Present spans in reading order within a document, best document first.
+        comparison = False
+        if not parts:
+            parts = list(comparison_parts(question, titles))
+            comparison = bool(parts)
+        parts = parts[: self.config.answer_max_sentences]
+        spans = self._part_spans(parts, candidates, vectors, budget) if len(parts) > 1 \
+            else self._spans(best, ranked, weights, budget)
+        if not comparison:  # a comparison keeps the order asked ("in Myanmar and in Laos")
+            # Reading order within a document, best document first.
             spans.sort(key=lambda s: (s[0].doc_id != best.doc_id, s[0].doc_id, s[1]))
         return self._compose(question, passages, spans, weights, budget, confidence, features)
 
