@@ -32,6 +32,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -188,6 +189,11 @@ def question_parts(question: str) -> list[str]:
     return [first + "?", second if second.endswith("?") else second + "?"]
 
 
+@lru_cache(maxsize=8192)
+def _title_terms(title: str) -> frozenset[str]:
+    return frozenset(analyze(title))
+
+
 def comparison_parts(question: str, titles: Mapping[str, str]) -> list[tuple[str, frozenset[str]]]:
     """The question asked once per compared subject, each with the documents about that subject
     ("… in Myanmar and in Laos?" -> ("… in Myanmar?", {Myanmar's documents}), ("… in Laos?", {…})),
@@ -201,8 +207,8 @@ def comparison_parts(question: str, titles: Mapping[str, str]) -> list[tuple[str
         if m.start("a") == 0 or question[:m.start()].rstrip().lower().endswith("between"):
             continue
         a, b = m.group("a"), m.group("b")
-        docs_a = {i for i, t in titles.items() if anchor_found(a, t, set(analyze(t)))}
-        docs_b = {i for i, t in titles.items() if anchor_found(b, t, set(analyze(t)))}
+        docs_a = {i for i, t in titles.items() if anchor_found(a, t, _title_terms(t))}
+        docs_b = {i for i, t in titles.items() if anchor_found(b, t, _title_terms(t))}
         only_a, only_b = frozenset(docs_a - docs_b), frozenset(docs_b - docs_a)
         if not (only_a and only_b):
             continue
@@ -223,7 +229,7 @@ def question_anchors(question: str) -> list[str]:
     return list(seen)
 
 
-def anchor_found(anchor: str, text: str, terms: set[str]) -> bool:
+def anchor_found(anchor: str, text: str, terms: set[str] | frozenset[str]) -> bool:
     """Whether ``text`` (with analyzed ``terms``) mentions ``anchor``.
 
     Lenient on purpose: a demonym matches its country ("Malaysian" / "Malaysia", by a shared stem of
