@@ -82,6 +82,7 @@ _NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve
 _NUMBER = re.compile(r"\d|\b(" + "|".join(_NUMBER_WORDS.split()) + r")\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(January|February|March|April|May|June|July|August|September|October|"
                    r"November|December)\b")
+_YEAR_DIGITS = re.compile(r"\b(?:1[89]|20)\d\d\b")
 _TIME = re.compile(r"\b\d{1,2}(:\d\d)?\s?(AM|PM|am|pm|a\.m\.|p\.m\.)|\b\d{1,2}:\d\d\b|\bmidnight\b|\bnoon\b")
 _REASON_QUESTION = re.compile(r"^\W*(why|how come)\b|\bwhy\b|\b(what|which) (caused|causes|led to|leads to|drove|"
                               r"drives|explains|made)\b|\bfor what reason\b|\bwhat (is|was|are|were) the reasons?\b")
@@ -158,7 +159,7 @@ def type_matches(kind: str | None, text: str, question: str) -> bool:
     if kind == "number":
         # A count or an amount: a year ("in 2023") is a date, not the number asked for.
         asked = {m.group(0).lower() for m in _NUMBER.finditer(question)}
-        years = [m.span() for m in re.finditer(r"\b(?:1[89]|20)\d\d\b", text)]
+        years = [m.span() for m in _YEAR_DIGITS.finditer(text)]
         return any(m.group(0).lower() not in asked and not any(a <= m.start() < b for a, b in years)
                    for m in _NUMBER.finditer(text))
     # A name or place: a capitalised word that is not one of the question's own terms (two different
@@ -295,6 +296,7 @@ class Answerer:
         self.index = index
         self.embedder = embedder
         self.config = config
+        self.titles = {doc_id: d.title for doc_id, d in index.documents.items()}  # the index does not change
 
     # ---------------------------------------------------------------- features
     def term_weights(self, question: str) -> dict[str, float]:
@@ -460,11 +462,10 @@ class Answerer:
             return Answer(ABSTAIN_MESSAGE, True, [], passages, question, confidence, features)
 
         budget = self.config.answer_max_words
-        titles = {doc_id: d.title for doc_id, d in self.index.documents.items()}
         parts: list[tuple[str, frozenset[str] | None]] = [(q, None) for q in question_parts(question)]
         comparison = False
         if not parts:
-            parts = list(comparison_parts(question, titles))
+            parts = list(comparison_parts(question, self.titles))
             comparison = bool(parts)
         parts = parts[: self.config.answer_max_sentences]
         spans = self._part_spans(parts, candidates, vectors, budget) if len(parts) > 1 \

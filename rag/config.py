@@ -101,8 +101,8 @@ class Config:
     #: rows and 1,200 SQuAD rows (each question with and without its own article); see eval/RESULTS.md.
     #: missing_anchor (the passage does not name the question's proper nouns/acronyms/numbers) raised
     #: cross-validated SQuAD held-out-article abstention 0.648 -> 0.750 at the same gold rates; not counting
-    #: a year as the answer to "how many" raised it to 0.775 (gold 0.583 -> 0.625); 0.777 with "which Lao province"
-    #: read as a place question.
+    #: a year as the answer to "how many" raised it to 0.775 (gold 0.583 -> 0.625); 0.777 with "which Lao
+    #: province" read as a place question.
     abstain_coefficients: tuple[tuple[str, float], ...] = (
         ("bias", -3.48), ("best_cosine", 4.386), ("best_coverage", 3.793), ("missing_key_term", -5.283),
         ("type_mismatch", -3.193), ("top_passage_cosine", 2.219), ("missing_anchor", -1.595))
