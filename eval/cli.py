@@ -288,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{path} is a folder; for a BEIR folder add --format beir")
     out = Path(args.out) if args.out else default_out(args.format)
     command = canonical_command(args, retrievers)
+    code = code_version()  # now: the code this process loaded, not whatever is checked out when it ends
     started = time.perf_counter()
 
     if args.format == "gold":
@@ -327,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(assistant)
     result.meta["total_seconds"] = round(time.perf_counter() - started, 1)
     result.meta["limit"], result.meta["sample"] = args.limit, args.sample
-    result.meta["code"] = code_version()
+    result.meta["code"] = code
     written = report.write_outputs(result, out, previous=args.compare, plots=not args.no_plots, command=command)
 
     counts = ", ".join(f"{k} {v}" for k, v in result.meta.get("counts", {}).items() if v)
