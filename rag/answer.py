@@ -468,8 +468,9 @@ class Answerer:
             parts = list(comparison_parts(question, self.titles))
             comparison = bool(parts)
         parts = parts[: self.config.answer_max_sentences]
-        spans = self._part_spans(parts, candidates, vectors, budget) if len(parts) > 1 \
-            else self._spans(best, ranked, weights, budget)
+        spans = self._part_spans(parts, candidates, vectors, budget) if len(parts) > 1 else []
+        if not spans:
+            spans = self._spans(best, ranked, weights, budget)
         if not comparison:  # a comparison keeps the order asked ("in Myanmar and in Laos")
             # Reading order within a document, best document first.
             spans.sort(key=lambda s: (s[0].doc_id != best.doc_id, s[0].doc_id, s[1]))
@@ -501,8 +502,8 @@ class Answerer:
         part_vectors = self.embedder.encode([sub for sub, _ in parts])
         for (sub, doc_ids), vec in zip(parts, part_vectors):
             rows = [i for i, c in enumerate(candidates) if doc_ids is None or c.doc_id in doc_ids]
-            if not rows:  # no retrieved passage from the part's documents: answer from what there is
-                rows = list(range(len(candidates)))
+            if not rows:  # no retrieved passage from the part's documents: another document cannot answer it
+                continue
             ranked = self.score(sub, vec, self.term_weights(sub), [candidates[i] for i in rows], vectors[rows])
             for cand in ranked:
                 a, b = self._widen(cand, ranked, share)

@@ -87,3 +87,11 @@ def test_a_comparison_of_two_documents_subjects_cites_each_in_the_order_asked(as
     assert [c.doc_id for c in answer.citations] == ["sex-trafficking-in-myanmar", "sex-trafficking-in-laos"]
     for c in answer.citations:
         assert "Thailand" in c.quote and assistant.documents[c.doc_id].text[c.start:c.end] == c.quote
+
+
+def test_a_compared_subject_without_retrieved_documents_is_not_answered_from_another(assistant):
+    # Myanmar's documents are filtered out: its part must not be "answered" from Laos or Malaysia.
+    answer = assistant.ask("Into which countries are women from Myanmar and from Laos trafficked, respectively?",
+                           doc_ids=["sex-trafficking-in-laos", "sex-trafficking-in-malaysia"])
+    assert not answer.abstained
+    assert [c.doc_id for c in answer.citations] == ["sex-trafficking-in-laos"]
