@@ -44,6 +44,12 @@ def test_shipped_gold_set_passes_the_checker(seed_docs, capsys):
             assert seed_docs[span.doc_id].text[span.start:span.end] == item.evidence[span.quote_index]
 
 
+def test_shipped_held_out_set_passes_the_checker(capsys):
+    assert main(["eval", "--check-gold", str(REPO / "eval" / "holdout.jsonl"), "--docs", str(SEEDS)]) == 0
+    out = capsys.readouterr().out
+    assert "OK: 30 valid questions" in out and "0 error(s)" in out
+
+
 def test_every_section_of_the_report_has_a_question(seed_docs):
     report = seed_docs["compound-abuses-myanmar-border-areas-2023"]
     gold = read_gold(GOLD, seed_docs)
