@@ -71,14 +71,14 @@ _TYPE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"commission|figure|total)\b|\bat what age\b")),
     ("place", re.compile(r"^\W*(where|to where|from where)\b|\b(which|what) " + _MODIFIERS +
                          r"(country|countries|city|cities|town|towns|province|provinces|region|regions|state|states|"
-                         r"place|places|border)\b")),
+                         r"place|places|border)(?![\w-])")),
     ("name", re.compile(r"^\s*(who|whom|whose)\b|\bwhat is the name\b|\bname of\b|"
                         r"\b(which|what) " + _MODIFIERS + r"(organi[sz]ation|group|agency|ngo|charity|company|"
-                        r"ministry|person|official|commander|leader|newspaper|outlet|law|statute|act)\b")),
+                        r"ministry|person|official|commander|leader|newspaper|outlet|law|statute|act)(?![\w-])")),
 ]
 _NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
                  "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred hundreds "
-                 "thousand thousands million millions billion dozen dozens half tenfold twice double")
+                 "thousand thousands million millions billion dozen dozens half tenfold twice double decade decades century")
 _NUMBER = re.compile(r"\d|\b(" + "|".join(_NUMBER_WORDS.split()) + r")\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(January|February|March|April|May|June|July|August|September|October|"
                    r"November|December)\b")

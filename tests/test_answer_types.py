@@ -22,6 +22,7 @@ from rag.answer import (comparison_parts, expected_type, is_label, missing_ancho
     ("What role does Laos play in trafficking?", None),
     ("Which Lao province sends the most women abroad?", "place"),  # a modifier before the noun; "sends" is no plural
     ("Which international agency did he approach?", "name"),
+    ("What border-related weakness holds the work back?", None),  # the noun must end the word
 ])
 def test_expected_type(question, kind):
     assert expected_type(question) == kind
@@ -33,6 +34,7 @@ def test_expected_type(question, kind):
     ("number", "In 2022 there were raids.", "How many raids were there in 2022?", False),  # the asked year is no answer
     ("number", "The 2023 report described raids.", "How many raids were there?", False),  # a year is no count
     ("number", "The 2023 report counted 117 calls.", "How many calls were there?", True),
+    ("number", "For nearly a decade, they have fought together.", "For how long have they been allied?", True),
     ("date", "It was founded in 2009.", "When was it founded?", True),
     ("time", "I had to start working at 2:30 AM.", "At what time did he start?", True),
     ("name", "Village Focus International carries out initiatives in Laos.", "Who works in Laos?", True),
