@@ -78,11 +78,12 @@ _TYPE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]
 _NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
                  "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred hundreds "
-                 "thousand thousands million millions billion dozen dozens half tenfold twice double decade decades century")
+                 "thousand thousands million millions billion dozen dozens half tenfold twice double decade decades "
+                 "century")
 _NUMBER = re.compile(r"\d|\b(" + "|".join(_NUMBER_WORDS.split()) + r")\b", re.IGNORECASE)
-_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(January|February|March|April|May|June|July|August|September|October|"
-                   r"November|December)\b")
 _YEAR_DIGITS = re.compile(r"\b(?:1[89]|20)\d\d\b")
+_YEAR = re.compile(r"(" + _YEAR_DIGITS.pattern + r")|\b(January|February|March|April|May|June|July|August|September|"
+                   r"October|November|December)\b")
 _TIME = re.compile(r"\b\d{1,2}(:\d\d)?\s?(AM|PM|am|pm|a\.m\.|p\.m\.)|\b\d{1,2}:\d\d\b|\bmidnight\b|\bnoon\b")
 _REASON_QUESTION = re.compile(r"^\W*(why|how come)\b|\bwhy\b|\b(what|which) (caused|causes|led to|leads to|drove|"
                               r"drives|explains|made)\b|\bfor what reason\b|\bwhat (is|was|are|were) the reasons?\b")
