@@ -113,11 +113,14 @@ def test_malformed_lines(tmp_path, seed_docs):
 def test_unanswerable_rules(tmp_path, seed_docs):
     ok = {"id": "u1", "question": "Who founded the Lao Women's Union?", "answerable": False, "answers": [],
           "evidence": [], "doc": None, "kind": "unanswerable"}
+    # The format names a "doc" on every line: for an unanswerable question it is the closest document.
     with_doc = dict(ok, id="u2", doc="sex-trafficking-in-laos.txt")
     with_answer = dict(ok, id="u3", answers=["someone"])
-    gold = read_gold(_write(tmp_path / "g.jsonl", [ok, with_doc, with_answer]), seed_docs)
-    assert [i.id for i in gold.items] == ["u1"]
-    assert {p.item_id for p in gold.errors} == {"u2", "u3"}
+    unknown_doc = dict(ok, id="u4", doc="no-such-file.txt")
+    gold = read_gold(_write(tmp_path / "g.jsonl", [ok, with_doc, with_answer, unknown_doc]), seed_docs)
+    assert [i.id for i in gold.items] == ["u1", "u2", "u4"]
+    assert {p.item_id for p in gold.errors} == {"u3"}
+    assert any(p.item_id == "u4" and "no-such-file.txt" in p.message for p in gold.warnings)
 
 
 def test_warnings_do_not_fail_the_check(tmp_path, seed_docs, capsys):
