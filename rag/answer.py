@@ -31,6 +31,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Mapping, Sequence
@@ -298,6 +300,32 @@ class Answerer:
         self.embedder = embedder
         self.config = config
         self.titles = {doc_id: d.title for doc_id, d in index.documents.items()}  # the index does not change
+        # Embeddings of candidate sentences, by (doc_id, start, end). Encoding them is most of the time
+        # of an answer, and questions keep meeting the same passages; an Answerer lives as long as its
+        # index, so an entry can never describe text that changed.
+        self._sentence_vectors: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def sentence_vectors(self, candidates: Sequence[Candidate]) -> np.ndarray:
+        """Embeddings of the candidates' sentences, encoding only those not seen recently."""
+        keys = [(c.doc_id, c.start, c.end) for c in candidates]
+        size = self.config.sentence_cache_size
+        with self._cache_lock:
+            known = {k: self._sentence_vectors[k] for k in keys if k in self._sentence_vectors}
+        missing = list(dict.fromkeys(k for k in keys if k not in known))
+        if missing:
+            text = {(c.doc_id, c.start, c.end): c.text for c in candidates}
+            known.update(zip(missing, self.embedder.encode([text[k] for k in missing])))
+        if size:
+            with self._cache_lock:
+                for k in keys:
+                    self._sentence_vectors[k] = known[k]
+                    self._sentence_vectors.move_to_end(k)
+                while len(self._sentence_vectors) > size:
+                    self._sentence_vectors.popitem(last=False)
+        if not keys:
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        return np.stack([known[k] for k in keys])
 
     # ---------------------------------------------------------------- features
     def term_weights(self, question: str) -> dict[str, float]:
@@ -377,7 +405,7 @@ class Answerer:
         if not candidates:
             return []
         if vectors is None:
-            vectors = self.embedder.encode([c.text for c in candidates])
+            vectors = self.sentence_vectors(candidates)
         cosines = vectors @ question_vec.astype(np.float32)
         cfg = self.config
         kind = expected_type(question)
@@ -451,7 +479,7 @@ class Answerer:
             return Answer(NO_PASSAGES_MESSAGE, True, [], passages, question, 0.0)
         weights = self.term_weights(question)
         candidates = self.candidates(passages)
-        vectors = self.embedder.encode([c.text for c in candidates])
+        vectors = self.sentence_vectors(candidates)
         ranked = self.score(question, question_vec, weights, candidates, vectors)
         if not ranked:
             return Answer(ABSTAIN_MESSAGE, True, [], passages, question, 0.0)

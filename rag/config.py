@@ -96,6 +96,9 @@ class Config:
     #: A neighbour or second span is added only if its score is at least this share of the best:
     #: citation precision 0.672 vs 0.600 at 0.85 with the same answer hit (1.0 loses answers: 0.732).
     second_sentence_ratio: float = 0.92
+    #: Sentence embeddings kept in memory per index (~1.5 KB each; 0 = none): embedding the candidate
+    #: sentences is most of an answer's time and questions keep meeting the same passages (see RESULTS).
+    sentence_cache_size: int = 20000
     #: Logistic model of "the passages answer the question" over rag.answer.FEATURES, fitted by
     #: `cat eval/gold.jsonl eval/holdout.jsonl eval/holdout2.jsonl eval/holdout3.jsonl eval/holdout4.jsonl > dev.jsonl;
     #: rag eval dev.jsonl --fit-abstention --squad dev-v1.1.json --sample 600 --cache .cache/eval` on 262 questions
@@ -129,6 +132,8 @@ class Config:
         for name in ("chunk_tokens", "chunk_max_chars", "embed_batch_size", "max_question_tokens", "top_k",
                      "rrf_k", "answer_passages", "answer_max_words", "answer_max_sentences", "max_upload_bytes"):
             positive(name)
+        if not isinstance(self.sentence_cache_size, int) or self.sentence_cache_size < 0:
+            raise ConfigError(f"sentence_cache_size must be 0 or more, got {self.sentence_cache_size!r}")
         if not isinstance(self.chunk_overlap_tokens, int) or self.chunk_overlap_tokens < 0:
             raise ConfigError(f"chunk_overlap_tokens must be 0 or more, got {self.chunk_overlap_tokens!r}")
         if self.chunk_overlap_tokens >= self.chunk_tokens:

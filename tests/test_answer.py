@@ -95,3 +95,39 @@ def test_a_compared_subject_without_retrieved_documents_is_not_answered_from_ano
                            doc_ids=["sex-trafficking-in-laos", "sex-trafficking-in-malaysia"])
     assert not answer.abstained
     assert [c.doc_id for c in answer.citations] == ["sex-trafficking-in-laos"]
+
+
+class _CountingEmbedder:
+    """The real embedder, counting the texts passed to ``encode`` (the question goes through ``encode_one``)."""
+
+    def __init__(self, embedder):
+        self._embedder = embedder
+        self.texts = 0
+
+    def __getattr__(self, name):
+        return getattr(self._embedder, name)
+
+    def encode(self, texts, progress=False):
+        self.texts += len(texts)
+        return self._embedder.encode(texts, progress)
+
+
+@pytest.mark.parametrize("size", [20000, 7, 0])
+def test_sentence_embeddings_are_reused_within_the_cache_size(seed_index_dir, config, embedder, size):
+    from rag import Assistant
+    from rag.index import Index
+
+    counting = _CountingEmbedder(embedder)
+    cfg = config.replace(sentence_cache_size=size)
+    assistant = Assistant(Index.load(seed_index_dir, cfg), cfg, counting)
+    question = "How long are the working days inside the scam compounds?"
+    first = assistant.ask(question)
+    after_first = counting.texts
+    second = assistant.ask(question)
+    again = counting.texts - after_first
+    assert second == first  # the same answer, citations and passages, whether or not vectors were cached
+    assert len(assistant.answerer._sentence_vectors) <= size
+    if size >= after_first:
+        assert after_first > 0 and again == 0  # every candidate sentence came from the cache
+    else:
+        assert again > 1  # a small (or no) cache has to encode sentences again
