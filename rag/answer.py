@@ -553,6 +553,10 @@ class Answerer:
                 break
             a, b = self.trim(doc.text, start, end, weights, remaining)
             quote = doc.text[a:b]
+            if parts and word_count(quote) < min(self.config.second_quote_min_words, word_count(doc.text[start:end])):
+                # What is left of the budget would cut this span to a fragment ("… the lowest tier …") that
+                # has lost what it is about, and a fragment read next to another sentence misleads.
+                continue
             shown = " ".join(quote.split())  # page breaks inside a quote read as one line
             # Mark where a long sentence was cut to its best clauses.
             parts.append(("\u2026" if a > start else "") + shown + ("\u2026" if b < end else ""))

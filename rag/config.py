@@ -96,6 +96,11 @@ class Config:
     #: A neighbour or second span is added only if its score is at least this share of the best:
     #: citation precision 0.672 vs 0.600 at 0.85 with the same answer hit (1.0 loses answers: 0.732).
     second_sentence_ratio: float = 0.92
+    #: A second span is left out rather than cut below this many words to fit what is left of the budget:
+    #: a fragment such as "— the lowest tier", quoted after a sentence about another country, misleads.
+    #: 8 (a label's length, MIN_LABEL_WORDS) keeps gold answer hit at 0.806 (12: 0.787), citation precision
+    #: 0.748 -> 0.750; blind sets 1-4 answer hit 0.569 either way, precision 0.535 -> 0.540.
+    second_quote_min_words: int = 8
     #: Sentence embeddings kept in memory per index (~1.5 KB each; 0 = none): embedding the candidate
     #: sentences is most of an answer's time and questions keep meeting the same passages (see RESULTS).
     sentence_cache_size: int = 20000
@@ -130,7 +135,8 @@ class Config:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}; set {name}=1 or more")
 
         for name in ("chunk_tokens", "chunk_max_chars", "embed_batch_size", "max_question_tokens", "top_k",
-                     "rrf_k", "answer_passages", "answer_max_words", "answer_max_sentences", "max_upload_bytes"):
+                     "rrf_k", "answer_passages", "answer_max_words", "answer_max_sentences", "max_upload_bytes",
+                     "second_quote_min_words"):
             positive(name)
         if not isinstance(self.sentence_cache_size, int) or self.sentence_cache_size < 0:
             raise ConfigError(f"sentence_cache_size must be 0 or more, got {self.sentence_cache_size!r}")

@@ -131,3 +131,19 @@ def test_sentence_embeddings_are_reused_within_the_cache_size(seed_index_dir, co
         assert after_first > 0 and again == 0  # every candidate sentence came from the cache
     else:
         assert again > 1  # a small (or no) cache has to encode sentences again
+
+
+def test_a_second_span_is_dropped_rather_than_cut_to_a_fragment(assistant, seed_index_dir, config, embedder):
+    """What is left of the word budget must not cut a second quote to a few words out of their sentence."""
+    from rag import Assistant
+    from rag.index import Index
+
+    question = "Which tier does the US Trafficking in Persons report give Malaysia?"
+    loose_config = config.replace(second_quote_min_words=1)
+    loose = Assistant(Index.load(seed_index_dir, loose_config), loose_config, embedder).ask(question)
+    fragments = [c for c in loose.citations[1:] if word_count(c.quote) < config.second_quote_min_words]
+    assert fragments  # without the rule this question quotes a fragment after its first sentence
+    answer = assistant.ask(question)
+    assert answer.citations
+    assert all(word_count(c.quote) >= config.second_quote_min_words for c in answer.citations[1:])
+    assert all(f"[{c.number}]" in answer.text for c in answer.citations)
