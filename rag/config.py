@@ -99,7 +99,8 @@ class Config:
     #: A second span is left out rather than cut below this many words to fit what is left of the budget:
     #: a fragment such as "— the lowest tier", quoted after a sentence about another country, misleads.
     #: 8 (a label's length, MIN_LABEL_WORDS) keeps gold answer hit at 0.806 (12: 0.787), citation precision
-    #: 0.748 -> 0.750; blind sets 1-4 answer hit 0.569 either way, precision 0.535 -> 0.540.
+    #: 0.748 -> 0.750 but recall 0.829 -> 0.809 (4 fewer citations); blind sets 1-4 answer hit 0.569 either
+    #: way, precision 0.535 -> 0.540.
     second_quote_min_words: int = 8
     #: Sentence embeddings kept in memory per index (~1.5 KB each; 0 = none): embedding the candidate
     #: sentences is most of an answer's time and questions keep meeting the same passages (see RESULTS).
