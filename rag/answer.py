@@ -6,7 +6,8 @@ Each candidate sentence of the top passages is scored by
 
     w_dense   * cosine(question, sentence)
   + w_lexical * IDF-weighted share of the question's key terms found in the
-                sentence and the one before it (its context)
+                sentence and the one before it (its context), read under its
+                document's title and section heading
   + w_type    * [the sentence holds what the question asks for: a number, a
                  year, a time, a name]
   + w_passage / rank of the passage it came from
@@ -411,9 +412,12 @@ class Answerer:
         kind = expected_type(question)
         scored = []
         for c, cos in zip(candidates, cosines.tolist()):
-            text = self.index.documents[c.doc_id].text
-            context = text[c.prev_start if c.prev_start >= 0 else c.start:c.end]
-            cov = 0.5 * (self.coverage(weights, c.text) + self.coverage(weights, context))
+            doc = self.index.documents[c.doc_id]
+            context = doc.text[c.prev_start if c.prev_start >= 0 else c.start:c.end]
+            # A sentence is read under its document's title and section, as passages are embedded: in the
+            # Laos article, "Women and girls from families in poverty … are vulnerable" is about Laos.
+            headers = f"{self.titles[c.doc_id]} {doc.section_at(c.start)} "
+            cov = 0.5 * (self.coverage(weights, headers + c.text) + self.coverage(weights, headers + context))
             ok = type_matches(kind, c.text, question)
             s = (cfg.sentence_weight_dense * cos + cfg.sentence_weight_lexical * cov
                  + cfg.sentence_weight_type * (1.0 if ok and kind else 0.0)

@@ -12,6 +12,8 @@ ANSWERABLE = [
     ("Which charity rescues and restores sex trafficking survivors in Myanmar?", "Eden Ministry"),
     ("Which organisation runs anti-trafficking initiatives in Laos?", "Village Focus International"),
     ("How many scam centres has the UWSA raided?", "40 scam centres"),
+    # The answer sentence does not say "Laos": its document's title does.
+    ("Why are women from Laos vulnerable to being trafficked?", "families in poverty"),
 ]
 
 
