@@ -24,12 +24,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import rag
 from rag import Assistant, Config, Document, DocumentError, InputError, RagError, document_from_text
 
-from .metrics import best_f1, contains_answer, mean, strip_citation_marks, trec_scores, word_count
+from .metrics import auc, best_f1, contains_answer, mean, strip_citation_marks, trec_scores, word_count
 from .runner import (EvalRun, QuestionResult, RetrievedSpan, curve, now_utc, preview, progress_bar, select,
                      summarise_latency, timed)
 
@@ -81,6 +81,10 @@ class SquadSet:
     version: str
     corpus: Corpus
     questions: tuple[SquadQuestion, ...]
+    #: SQuAD 2.0's unanswerable questions (no answers; ``doc_id`` is the paragraph they were written on).
+    unanswerable: tuple[SquadQuestion, ...] = ()
+    #: Articles whose questions were left out (the reader trained on them).
+    excluded_articles: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------- loading
@@ -180,8 +184,13 @@ def load_beir(folder: str | Path, split: str = "test", limit: int | None = None,
                    queries, {q: qrels[q] for q, _t in queries})
 
 
-def load_squad(path: str | Path, limit: int | None = None, sample: int | None = None) -> SquadSet:
-    """SQuAD v1.1 JSON: each paragraph becomes a document ``<article>-<paragraph>`` titled by its article."""
+def load_squad(path: str | Path, limit: int | None = None, sample: int | None = None,
+               exclude_titles: Collection[str] = ()) -> SquadSet:
+    """SQuAD v1.1 or v2.0 JSON: each paragraph becomes a document ``<article>-<paragraph>`` titled by its article.
+
+    Questions of articles in ``exclude_titles`` (those the reader trained on) are left out; their paragraphs
+    stay in the corpus. ``limit``/``sample`` apply to answerable and unanswerable questions separately.
+    """
     path = Path(path)
     if not path.is_file():
         raise BenchmarkError(f"{path} not found; give the SQuAD JSON file (e.g. dev-v1.1.json)")
@@ -192,25 +201,48 @@ def load_squad(path: str | Path, limit: int | None = None, sample: int | None = 
             raise TypeError("data is not a list")
     except (ValueError, KeyError, TypeError) as exc:
         raise BenchmarkError(f"{path} is not a SQuAD file (expected {{\"data\": [articles]}}): {exc}") from exc
+    excluded = set(exclude_titles)
     rows: list[tuple[str, str, str]] = []
     questions: list[SquadQuestion] = []
+    impossible: list[SquadQuestion] = []
+    left_out: set[str] = set()
     try:
         for a, article in enumerate(articles):
             title = str(article.get("title", "")).replace("_", " ")
             for p, paragraph in enumerate(article["paragraphs"]):
                 doc_id = f"{a:03d}-{p:03d}"
                 rows.append((doc_id, title, paragraph["context"]))
+                if title in excluded:
+                    left_out.add(title)
+                    continue
                 for qa in paragraph.get("qas", []):
                     answers = tuple(dict.fromkeys(ans["text"] for ans in qa.get("answers", []) if ans["text"]))
-                    if answers and not qa.get("is_impossible", False):
+                    if qa.get("is_impossible", False):
+                        impossible.append(SquadQuestion(str(qa["id"]), qa["question"], (), doc_id))
+                    elif answers:
                         questions.append(SquadQuestion(str(qa["id"]), qa["question"], answers, doc_id))
     except (KeyError, TypeError, AttributeError) as exc:
         raise BenchmarkError(f"{path}: article {a} is malformed ({type(exc).__name__}: {exc})") from exc
     if not questions:
-        raise BenchmarkError(f"{path} holds no answerable question")
-    questions = select(questions, limit, sample)
+        raise BenchmarkError(f"{path} holds no answerable question"
+                             + (f" outside the {len(left_out)} articles the reader trained on" if left_out else ""))
+    if left_out:
+        log.info("%s: left out the questions of %d articles the reader trained on", path, len(left_out))
     return SquadSet(str(path), _sha256_files([path]), str(data.get("version", "")), _documents(rows),
-                    tuple(questions))
+                    tuple(select(questions, limit, sample)), tuple(select(impossible, limit, sample)),
+                    tuple(sorted(left_out)))
+
+
+def reader_trained_articles(config: Config) -> frozenset[str]:
+    """Titles of the SQuAD articles the configured reader trained on (from its reader.json; none if unknown)."""
+    from rag.reader import MANIFEST, default_reader_dir
+
+    folder = Path(config.reader_path) if config.reader_path else default_reader_dir()
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        return frozenset(manifest["training"]["trained_articles"]["squad2_dev"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return frozenset()
 
 
 # ---------------------------------------------------------------------- index
@@ -322,12 +354,19 @@ def run_beir(assistant: Assistant, data: BeirSet, retrievers: Sequence[str], *, 
             "counts": {"queries": len(data.queries), "documents": len(data.corpus.documents),
                        "qrels": sum(len(q) for q in data.qrels.values())},
             "depth": depth, "index": _index_meta(assistant, build or {}, data.corpus),
-            "config": assistant.config.to_dict()}
+            "config": assistant.config.to_dict(),
+            "reader": assistant.info().get("reader")}
     return EvalRun("beir", data.folder, data.sha256, tuple(retrievers), assistant.config.retriever, summary, curves,
                    tuple(results), meta)
 
 
 # ---------------------------------------------------------------------- SQuAD
+
+
+def _precision(declined_unanswerable: Sequence[float], declined_answerable: Sequence[float]) -> float | None:
+    """Of the questions declined, the share that were unanswerable."""
+    right, wrong = sum(declined_unanswerable), sum(declined_answerable)
+    return round(right / (right + wrong), 4) if right + wrong else None
 
 
 def run_squad(assistant: Assistant, data: SquadSet, retrievers: Sequence[str], *, k: int = 10,
@@ -377,7 +416,7 @@ def run_squad(assistant: Assistant, data: SquadSet, retrievers: Sequence[str], *
                 bar.update()
     summary = {}
     for r in retrievers:
-        rows = [x for x in results if x.retriever == r]
+        rows = [x for x in results if x.retriever == r and x.answerable]
         summary[r] = {"retrieval": {"questions": len(rows),
                                     **{key: round(mean(x.metrics[key] for x in rows) or 0.0, 4)
                                        for key in ("hit@1", "hit@5", "hit@10", "mrr@10")}},
@@ -395,10 +434,33 @@ def run_squad(assistant: Assistant, data: SquadSet, retrievers: Sequence[str], *
                                                                    or 0.0, 4),
                                      "answer_words_mean": (round(mean(x.metrics["answer_words"] for x in answered), 2)
                                                            if answered else None)}
-    curves = {"hit@k": {r: curve([x for x in results if x.retriever == r], k) for r in retrievers}}
+    if answering and data.unanswerable:
+        # SQuAD 2.0: questions written on a paragraph that does not answer them; the assistant should decline.
+        declined, confidences = [], []
+        with progress_bar(len(data.unanswerable), progress, "squad (unanswerable)") as bar:
+            for q in data.unanswerable:
+                answer = assistant.ask(q.question, k=k)
+                declined.append(float(answer.abstained))
+                confidences.append(answer.confidence)
+                results.append(QuestionResult(q.id, default, q.question, "squad_unanswerable", False, (),
+                                              ({"doc_id": q.doc_id},), (), {"abstained": float(answer.abstained)},
+                                              (), 0, {"text": answer.text, "abstained": answer.abstained,
+                                                      "confidence": round(answer.confidence, 4)}, {},
+                                              float(answer.abstained)))
+                bar.update()
+        answerable_conf = [x.answer["confidence"] for x in results if x.retriever == default and x.answerable]
+        abstained_ok = [x.metrics["abstained"] for x in results if x.retriever == default and x.answerable]
+        summary[default]["abstention"] = {
+            "unanswerable": len(declined), "unanswerable_abstained": round(mean(declined) or 0.0, 4),
+            "answerable": len(abstained_ok), "answerable_abstained": round(mean(abstained_ok) or 0.0, 4),
+            "no_answer_precision": _precision(declined, abstained_ok),
+            "confidence_auc": auc(answerable_conf, confidences)}
+    curves = {"hit@k": {r: curve([x for x in results if x.retriever == r and x.answerable], k) for r in retrievers}}
     meta = {"date": started_at, "seconds": round(time.perf_counter() - started, 1), "k": k,
-            "version": data.version,
-            "counts": {"questions": len(data.questions), "paragraphs": len(data.corpus.documents)},
+            "version": data.version, "excluded_articles": list(data.excluded_articles),
+            "counts": {"questions": len(data.questions), "unanswerable": len(data.unanswerable),
+                       "paragraphs": len(data.corpus.documents)},
             "answers_by": default if answering else None,
-            "index": _index_meta(assistant, build or {}, data.corpus), "config": assistant.config.to_dict()}
+            "index": _index_meta(assistant, build or {}, data.corpus), "config": assistant.config.to_dict(),
+            "reader": assistant.info().get("reader")}
     return EvalRun("squad", data.path, data.sha256, tuple(retrievers), default, summary, curves, tuple(results), meta)

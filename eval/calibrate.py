@@ -59,8 +59,11 @@ def gold_rows(assistant: Assistant, gold: GoldSet, progress: Any = None) -> list
     return rows
 
 
-def squad_rows(assistant: Assistant, questions: Sequence[Any], progress: Any = None) -> list[Row]:
-    """Each question twice: with its own article (positive) and without it (negative)."""
+def squad_rows(assistant: Assistant, questions: Sequence[Any], progress: Any = None,
+               unanswerable: Sequence[Any] = ()) -> list[Row]:
+    """Each answerable question twice: with its own article (positive) and without it (negative); each
+    SQuAD 2.0 unanswerable question once, over the whole corpus (negative: its own paragraph is there but
+    does not answer it)."""
     all_ids = list(assistant.documents)
     rows = []
     for q in questions:
@@ -68,6 +71,10 @@ def squad_rows(assistant: Assistant, questions: Sequence[Any], progress: Any = N
         others = [d for d in all_ids if not d.startswith(article + "-")]
         rows.append(Row("squad", article, 1, _features(assistant, q.question)))
         rows.append(Row("squad", article, 0, _features(assistant, q.question, others)))
+        if progress is not None:
+            progress.update()
+    for q in unanswerable:
+        rows.append(Row("squad", q.doc_id.split("-")[0], 0, _features(assistant, q.question)))
         if progress is not None:
             progress.update()
     return rows

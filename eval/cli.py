@@ -134,11 +134,11 @@ def fit_abstention(args: argparse.Namespace, assistant: Assistant, gold: Any, co
     with progress_bar(len(gold.items), progress, "gold features") as bar:
         rows += calibrate.gold_rows(assistant, gold, bar)
     if args.squad:
-        data = benchmarks.load_squad(args.squad, args.limit, args.sample)
+        data = benchmarks.load_squad(args.squad, args.limit, args.sample, benchmarks.reader_trained_articles(config))
         squad, _build = benchmarks.build_assistant(data.corpus.documents, config, cache=args.cache, name="squad",
                                                    progress=progress)
-        with progress_bar(len(data.questions), progress, "squad features") as bar:
-            rows += calibrate.squad_rows(squad, data.questions, bar)
+        with progress_bar(len(data.questions) + len(data.unanswerable), progress, "squad features") as bar:
+            rows += calibrate.squad_rows(squad, data.questions, bar, data.unanswerable)
     result = calibrate.calibrate(rows, features=features)
     result["command"] = canonical_command(args, ())
     out.mkdir(parents=True, exist_ok=True)
@@ -308,7 +308,10 @@ def run(args: argparse.Namespace) -> int:
         def evaluate(a: Assistant):
             return benchmarks.run_beir(a, data, retrievers, progress=progress, build=build)
     else:
-        data = benchmarks.load_squad(path, args.limit, args.sample)
+        data = benchmarks.load_squad(path, args.limit, args.sample, benchmarks.reader_trained_articles(config))
+        if data.excluded_articles:
+            print(f"left out the questions of {len(data.excluded_articles)} articles the reader trained on",
+                  file=sys.stderr)
         assistant, build = benchmarks.build_assistant(data.corpus.documents, config, cache=args.cache,
                                                       name="squad", progress=progress)
 

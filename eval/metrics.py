@@ -88,6 +88,17 @@ def trec_scores(ranked_ids: Sequence[Hashable], qrels: Mapping[Hashable, float],
     return scores
 
 
+def auc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
+    """ROC AUC: the probability that a random positive scores above a random negative (ties count half)."""
+    if not len(positives) or not len(negatives):
+        return None
+    import numpy as np
+
+    pos = np.asarray(positives, dtype=float)[:, None]
+    neg = np.asarray(negatives, dtype=float)[None, :]
+    return round(float((pos > neg).mean() + 0.5 * (pos == neg).mean()), 4)
+
+
 def dedupe_ranking(ids: Iterable[Hashable]) -> list[Hashable]:
     """Ids in order of first appearance: a document's rank is the rank of its first passage."""
     seen: set[Hashable] = set()

@@ -370,6 +370,7 @@ def results_section(metrics: Mapping[str, Any], title: str, level: str = "##") -
              f"- command: `{metrics.get('command', '?')}`",
              f"- date (UTC): {metrics.get('date')}; code: {_code(metrics.get('code'))}",
              f"- run time: {metrics.get('seconds')} s evaluating, {metrics.get('total_seconds')} s in all{build}",
+             f"- reader: {_reader(metrics.get('reader'))}",
              f"- data: `{metrics.get('dataset')}` (sha256 {str(metrics.get('dataset_sha256'))[:12]}\u2026); "
              + ", ".join(f"{k} {v}" for k, v in metrics.get("counts", {}).items() if v), ""]
     lines += summary_tables(metrics, level=level + "#")
@@ -395,7 +396,7 @@ def _worst_markdown(run: EvalRun) -> list[str]:
         lines.append("")
         lines.append(f"- **Question:** {r.question}")
         if r.expected:
-            lines.append(f"- **Expected:** " + " | ".join(f"\u201c{a}\u201d" for a in r.expected))
+            lines.append("- **Expected:** " + " | ".join(f"\u201c{a}\u201d" for a in r.expected))
         elif run.format == "gold" and not r.answerable:
             lines.append("- **Expected:** an abstention (the documents do not answer this)")
         for ev in r.evidence[:3]:
@@ -434,6 +435,13 @@ def _code(code: Mapping[str, Any] | None) -> str | None:
     return text
 
 
+def _reader(reader: Mapping[str, Any] | None) -> str | None:
+    """"name (precision), sha256 …" of the reader a run used."""
+    if not reader:
+        return None
+    return f"{reader.get('name')} ({reader.get('precision', '?')}), sha256 {reader.get('sha256')}"
+
+
 def _short(text: str, limit: int) -> str:
     text = " ".join(str(text).split()).replace("|", "\\|")
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " \u2026"
@@ -452,6 +460,7 @@ def render_markdown(run: EvalRun, plots: Sequence[Path] = (), comparison: str | 
              ("retrievers", ", ".join(names)),
              ("index", ", ".join(f"{k} {v}" for k, v in meta.get("index", {}).items() if k != "settings")),
              ("index settings", ", ".join(f"{k}={v}" for k, v in meta.get("index", {}).get("settings", {}).items())),
+             ("reader", _reader(meta.get("reader"))),
              ("limit", meta.get("limit")), ("sample", meta.get("sample")),
              ("code", _code(meta.get("code")))]
     lines += [f"- **{k}:** {v}" for k, v in facts if v not in (None, "")]

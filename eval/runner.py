@@ -325,6 +325,7 @@ def run_gold(assistant: Assistant, gold: GoldSet, retrievers: Sequence[str] = RE
         "index": {"path": info["index"], "documents": len(info["documents"]), "chunks": info["chunks"],
                   "model": info["model"].get("name"), "settings": info["settings"]},
         "config": assistant.config.to_dict(),
+        "reader": info.get("reader"),
     }
     return EvalRun("gold", gold.path, gold.sha256, tuple(retrievers), assistant.config.retriever, summary, curves,
                    tuple(results), meta)

@@ -15,7 +15,9 @@ from .documents import document_from_text, load_documents, read_text_file
 from .errors import (ConfigError, DocumentError, EmptyCorpusError, IndexBusyError, IndexCorruptError,
                      IndexMismatchError, IndexNotFoundError, InputError, ModelError, QuestionTruncatedWarning,
                      RagError)
-from .types import Answer, Chunk, Citation, Document, IngestReport, Passage, Section
+from .reader import Reader, TrainedReader
+from .retrieval import Reranker
+from .types import Answer, Chunk, Citation, Document, IngestReport, Passage, Reading, Section, SentenceScore
 
 __version__ = "0.1.0"
 
@@ -40,7 +42,12 @@ __all__ = [
     "Passage",
     "QuestionTruncatedWarning",
     "RagError",
+    "Reader",
+    "Reading",
+    "Reranker",
     "Section",
+    "SentenceScore",
+    "TrainedReader",
     "__version__",
     "document_from_text",
     "ingest",

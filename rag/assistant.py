@@ -8,6 +8,7 @@ import threading
 import time
 import warnings
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
@@ -18,9 +19,10 @@ from .embedding import Embedder
 from .errors import (EmptyCorpusError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, InputError,
                      QuestionTruncatedWarning)
 from .index import Index, write_lock
-from .retrieval import Retriever
+from .reader import Reader, TrainedReader
+from .retrieval import Retriever, make_reranker
 from .tokens import truncate_tokens
-from .types import Answer, Document, IngestReport, Passage
+from .types import Answer, Document, IngestReport, Passage, Reading
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,13 @@ class Assistant:
     >>> assistant.ask("question")                    # Answer with citations, or an abstention
     """
 
-    def __init__(self, index: Index, config: Config | None = None, embedder: Embedder | None = None) -> None:
+    def __init__(self, index: Index, config: Config | None = None, embedder: Embedder | None = None,
+                 reader: Reader | None = None) -> None:
         self.config = config or Config()
         self.embedder = embedder or Embedder(self.config.model_name, self.config.embed_dtype,
                                              self.config.embed_batch_size)
+        self.reader = reader if reader is not None else load_reader(self.config)
+        self.reranker = make_reranker(self.config.reranker)
         self._lock = threading.RLock()
         self._set_index(index)
 
@@ -49,7 +54,7 @@ class Assistant:
                                      f"{self.embedder.dimension}; rebuild it with: rag ingest --rebuild")
         self.index = index
         self.retriever = Retriever(index, self.embedder, self.config)
-        self.answerer = Answerer(index, self.embedder, self.config)
+        self.answerer = Answerer(index, self.config)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -114,7 +119,7 @@ class Assistant:
                               for d in self.index.documents.values()],
                 "chunks": len(self.index.chunks), "model": m.get("model", {}), "created_at": m.get("created_at"),
                 "updated_at": m.get("updated_at"), "settings": m.get("settings", {}),
-                "retriever": self.config.retriever}
+                "retriever": self.config.retriever, "reranker": self.config.reranker, "reader": self.reader.info()}
 
     def _question(self, question: Any) -> str:
         if not isinstance(question, str):
@@ -140,13 +145,10 @@ class Assistant:
 
     def retrieve(self, question: str, k: int | None = None, *, doc_ids: Collection[str] | None = None,
                  retriever: str | None = None) -> list[Passage]:
-        """The ``k`` passages most relevant to ``question``, best first."""
+        """The ``k`` passages most relevant to ``question``, best first (reranked by the reader)."""
         question = self._question(question)
         k = self._k(k)
-        with self._lock:
-            retr = self.retriever
-        qvec = self.embedder.encode_one(question)
-        return retr.search(question, qvec, k, mode=retriever, doc_ids=doc_ids)
+        return self._search(question, k, doc_ids, retriever)[0]
 
     def ask(self, question: str, k: int | None = None, *, doc_ids: Collection[str] | None = None,
             retriever: str | None = None) -> Answer:
@@ -154,10 +156,23 @@ class Assistant:
         question = self._question(question)
         k = self._k(k)
         with self._lock:
-            retr, answerer = self.retriever, self.answerer
+            answerer = self.answerer
+        passages, readings = self._search(question, k, doc_ids, retriever)
+        return answerer.answer(question, passages, readings)
+
+    def _search(self, question: str, k: int, doc_ids: Collection[str] | None, retriever: str | None
+                ) -> tuple[list[Passage], list[Reading]]:
+        """First-stage passages, the reader's readings of the top ones, reranked; the best ``k`` of them."""
+        with self._lock:
+            retr, index = self.retriever, self.index
         qvec = self.embedder.encode_one(question)
-        passages = retr.search(question, qvec, k, mode=retriever, doc_ids=doc_ids)
-        return answerer.answer(question, qvec, passages)
+        passages = retr.search(question, qvec, max(k, self.config.reader_passages), mode=retriever, doc_ids=doc_ids)
+        readings = self.reader.read(question, passages[:self.config.reader_passages], index.documents)
+        passages = self.reranker.rerank(question, passages, readings)[:k]
+        kept = {(p.doc_id, p.start, p.end): p for p in passages}
+        readings = [replace(r, passage=kept[key]) for r in readings
+                    if (key := (r.passage.doc_id, r.passage.start, r.passage.end)) in kept]
+        return passages, readings
 
     # ------------------------------------------------------------------ writing
     def ingest(self, paths: Sequence[str | Path] | None = None, *, rebuild: bool = False,
@@ -191,6 +206,11 @@ class Assistant:
             self._set_index(index)
         return IngestReport([], [], [d.doc_id for d in keep], sorted(doc_ids), [], len(index.chunks), 0,
                             str(folder or "(in memory)"))
+
+
+def load_reader(config: Config) -> Reader:
+    """The reader ``config`` names, loaded once per process (``ModelError`` if its files are missing or altered)."""
+    return TrainedReader.shared(config.reader_path or None, config.reader_precision, config.reader_batch_size)
 
 
 def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | None = None,

@@ -37,6 +37,37 @@ def _questions() -> list[str]:
     return list(_FALLBACK_QUESTIONS)
 
 
+def reader_benchmark(assistant: Any, questions: list[str], config: Config) -> dict[str, Any]:
+    """Reading time per question at each precision, and how often each picks float32's best sentence."""
+    from .reader import TrainedReader
+
+    work = []
+    for q in questions:
+        passages = assistant.retriever.search(q, assistant.embedder.encode_one(q), config.reader_passages)
+        work.append((q, passages))
+    result: dict[str, Any] = {"passages_per_question": config.reader_passages, "chosen": assistant.reader.info()}
+    best: dict[str, list[tuple[int, int]]] = {}
+    for precision in ("float32", "bfloat16", "int8"):
+        started = time.perf_counter()
+        reader = TrainedReader(config.reader_path or None, precision, config.reader_batch_size)
+        load = time.perf_counter() - started
+        reader.read(*work[0], assistant.documents)  # warm-up
+        seconds, picks = [], []
+        for q, passages in work:
+            t = time.perf_counter()
+            readings = reader.read(q, passages, assistant.documents)
+            seconds.append(time.perf_counter() - t)
+            sentences = [s for r in readings for s in r.sentences]
+            top = max(sentences, key=lambda s: s.logit) if sentences else None
+            picks.append((top.start, top.end) if top else (-1, -1))
+        best[precision] = picks
+        result[precision] = {"load_seconds": round(load, 2), "p50": round(statistics.median(seconds), 4),
+                             "p95": round(_percentile(seconds, 0.95), 4),
+                             "same_best_sentence_as_float32": round(
+                                 sum(a == b for a, b in zip(picks, best["float32"])) / len(picks), 4)}
+    return result
+
+
 def run_bench(index_dir: Path | None, config: Config, repeats: int = 2) -> dict[str, Any]:
     from .assistant import Assistant
 
@@ -47,22 +78,23 @@ def run_bench(index_dir: Path | None, config: Config, repeats: int = 2) -> dict[
     result: dict[str, Any] = {"index": str(assistant.index.path), "load_seconds": round(load_seconds, 2),
                               "embedding": benchmark(texts, config.model_name, config.embed_batch_size, repeats)}
     questions = _questions()
-    # "ask": one session asking the questions in turn (sentence embeddings cached as configured);
-    # "ask_cold": no cache, so every question embeds its candidate sentences, as a first question does.
-    cold = Assistant(assistant.index, config.replace(sentence_cache_size=0), assistant.embedder)
-    timings: dict[str, list[float]] = {"retrieve": [], "ask": [], "ask_cold": []}
+    # "first_stage": retrieval without the reader; "retrieve": with the reader reranking; "ask": the whole
+    # answer. Nothing is cached between questions, so every question is as cold as a first one (the
+    # process has loaded its models once, as a server has).
+    timings: dict[str, list[float]] = {"first_stage": [], "retrieve": [], "ask": []}
     for q in questions:
+        t = time.perf_counter()
+        assistant.retriever.search(q, assistant.embedder.encode_one(q), config.top_k)
+        timings["first_stage"].append(time.perf_counter() - t)
         t = time.perf_counter()
         assistant.retrieve(q)
         timings["retrieve"].append(time.perf_counter() - t)
         t = time.perf_counter()
         assistant.ask(q)
         timings["ask"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        cold.ask(q)
-        timings["ask_cold"].append(time.perf_counter() - t)
     for name, values in timings.items():
         result[f"{name}_latency"] = {"n": len(values), "p50": round(statistics.median(values), 4),
                                      "p95": round(_percentile(values, 0.95), 4), "max": round(max(values), 4)}
+    result["reader"] = reader_benchmark(assistant, questions, config)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result

@@ -1,4 +1,4 @@
-"""The ``rag`` command: ingest, ask, chat, info, remove, bench, eval, serve.
+"""The ``rag`` command: ingest, ask, chat, info, remove, bench, eval, serve, train-reader.
 
 Library exceptions become one-line ``error: …`` messages with the exception's
 exit code; there is never a traceback for a known problem.
@@ -140,6 +140,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"index:   {info['index']}")
     print(f"model:   {info['model'].get('name')} ({info['model'].get('dimension')} dims, {info['model'].get('dtype')})")
     print(f"built:   {info['created_at']} (updated {info['updated_at']})")
+    reader = info.get("reader", {})
+    print(f"reader:  {reader.get('name')} ({reader.get('precision')}, sha256 {reader.get('sha256')}) "
+          f"\u2190 {reader.get('path')}")
     print(f"chunks:  {info['chunks']}")
     for d in info["documents"]:
         print(f"  {d['doc_id']}: {d['title']} ({d['chunks']} chunks) \u2190 {d['path']}")
@@ -169,6 +172,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise RagError(f"the UI is not available: {exc}") from exc
     serve(index_dir=args.index, host=args.host, port=args.port, auth=args.auth, open_browser=False)
     return 0
+
+
+def cmd_train_reader(args: argparse.Namespace) -> int:
+    from .train import run
+
+    return run(args)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -236,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--auth", help="USER:PASSWORD required to open the UI (or set RAG_AUTH)")
     p.set_defaults(func=cmd_serve)
+
+    p = add_parser("train-reader", help="fine-tune the reader model on SQuAD (see models/reader/README.md)")
+    from .train import add_arguments as add_train_arguments
+
+    add_train_arguments(p)
+    p.set_defaults(func=cmd_train_reader)
 
     p = add_parser("eval", help="evaluate against a gold question set or a public benchmark")
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,6 +20,9 @@ from .errors import ConfigError
 HOME_ENV = "RAG_HOME"
 
 RETRIEVERS = ("dense", "bm25", "hybrid")
+READERS = ("trained",)
+RERANKERS = ("reader", "none")
+READER_PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 DTYPES = ("auto", "float32", "bfloat16")
 FUSIONS = ("rrf", "weighted")
 
@@ -74,53 +77,38 @@ class Config:
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
 
+    # --- reader (query time) ---------------------------------------------------
+    #: The reader that scores the sentences of the top passages: "trained", the fine-tuned MiniLM cross-encoder
+    #: shipped in models/reader (see its README.md), or an object passed as ``Assistant(reader=...)``.
+    reader: str = "trained"
+    #: Folder of the trained reader ("" = models/reader of the source tree).
+    reader_path: str = ""
+    #: "auto" = int8 dynamic quantisation: the fastest on AVX2 and AVX512 CPUs at equal quality (rag bench,
+    #: eval/RESULTS.md); "float32" and "bfloat16" for comparison.
+    reader_precision: str = "auto"
+    reader_batch_size: int = 8
+    #: Passages the reader reads per question (one forward pass each): the first-stage top passages.
+    reader_passages: int = 8
+    #: "reader": the read passages are reordered by the reader's score (the rest keep their retrieval order);
+    #: "none": retrieval order.
+    reranker: str = "reader"
+
     # --- answer (query time) ---------------------------------------------------
-    #: Passages whose sentences compete to be the answer: 3 and 8 answer the same gold questions (the
-    #: passage-rank prior keeps answers high), but 3 loses 3 of 500 SQuAD answers (0.780 vs 0.786).
-    answer_passages: int = 5
     #: The answer's length budget ("a short answer of at most ~60 words").
     answer_max_words: int = 60
     #: At most this many cited spans per answer.
     answer_max_sentences: int = 2
-    #: Sentence score = w_dense * cosine + w_lexical * key-term coverage + w_type * answer-type match
-    #: + w_passage / passage rank (see rag.answer).
-    #: Swept without abstention: dense 0.5 (gold 0.833 vs 0.824 at 0.3 and 0.815 at 0.7; SQuAD 0.786 vs
-    #: 0.782 and 0.788);
-    #: type 0.15 (answer hit 0.778 vs 0.741 at 0 and at 0.3); lexical 0.4 (0.796 vs 0.778 at 0.2 and 0.768 at
-    #: 0.6); passage 0.2 (gold 0.824 vs 0.806 at 0.1 and 0.833 at 0.3, SQuAD 0.786 vs 0.790 at 0.1 and 0.770
-    #: at 0.3: the prior on the passage's rank helps the seeds and costs SQuAD's one-chunk paragraphs little).
-    sentence_weight_dense: float = 0.5
-    sentence_weight_lexical: float = 0.4
-    sentence_weight_type: float = 0.15
-    sentence_weight_passage: float = 0.2
-    #: A neighbour or second span is added only if its score is at least this share of the best:
-    #: citation precision 0.672 vs 0.600 at 0.85 with the same answer hit (1.0 loses answers: 0.732).
-    second_sentence_ratio: float = 0.92
+    #: A second sentence is quoted when its reader logit is within this margin of the best one's.
+    second_sentence_margin: float = 1.0
     #: A second span is left out rather than cut below this many words to fit what is left of the budget:
     #: a fragment such as "— the lowest tier", quoted after a sentence about another country, misleads.
-    #: 8 (a label's length, MIN_LABEL_WORDS) keeps gold answer hit at 0.806 (12: 0.787), citation precision
-    #: 0.748 -> 0.750 but recall 0.829 -> 0.809 (4 fewer citations); blind sets 1-4 answer hit 0.569 either
-    #: way, precision 0.535 -> 0.540.
     second_quote_min_words: int = 8
-    #: Sentence embeddings kept in memory per index (~1.5 KB each; 0 = none): embedding the candidate
-    #: sentences is most of an answer's time and questions keep meeting the same passages (see RESULTS).
-    sentence_cache_size: int = 20000
-    #: Logistic model of "the passages answer the question" over rag.answer.FEATURES, fitted by
-    #: `cat eval/gold.jsonl eval/holdout.jsonl eval/holdout2.jsonl eval/holdout3.jsonl eval/holdout4.jsonl > dev.jsonl;
-    #: rag eval dev.jsonl --fit-abstention --squad dev-v1.1.json --sample 600 --cache .cache/eval` on 262 questions
-    #: (the gold set and four blind sets, 52 unanswerable) and 1,200 SQuAD rows (each question with and without its
-    #: own article); eval/holdout5.jsonl is kept out for measuring. Fitted on the gold set alone it looked better
-    #: (62.5% of unanswerable gold questions abstained) but wrongly declined 29% of the first blind set's answerable
-    #: questions; see eval/RESULTS.md. missing_anchor (the passage does not name the question's proper
-    #: nouns/acronyms/numbers) raised cross-validated SQuAD held-out-article abstention 0.648 -> 0.750; not counting
-    #: a year as the answer to "how many" to 0.775.
+    #: Logistic model of "the passages answer the question" over rag.answer.FEATURES (see eval/RESULTS.md for
+    #: the fitting command and data).
     abstain_coefficients: tuple[tuple[str, float], ...] = (
-        ("bias", -3.304), ("best_cosine", 4.376), ("best_coverage", 2.776), ("missing_key_term", -4.444),
-        ("type_mismatch", -3.547), ("top_passage_cosine", 2.337), ("missing_anchor", -1.563))
-    #: Abstain below this probability: the largest threshold that wrongly abstained on at most 4% of the
-    #: answerable questions out of fold (cross-validated: 48% of the 52 unanswerable questions and 72% of SQuAD
-    #: held-out-article questions abstained, 3.8% and 3.0% of answerable ones wrongly).
-    abstain_threshold: float = 0.196
+        ("bias", -1.0), ("reader_logit", 1.0), ("span_margin", 0.1), ("top_passage_cosine", 1.0))
+    #: Abstain below this probability.
+    abstain_threshold: float = 0.5
 
     # --- uploads (UI) ----------------------------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -136,11 +124,14 @@ class Config:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}; set {name}=1 or more")
 
         for name in ("chunk_tokens", "chunk_max_chars", "embed_batch_size", "max_question_tokens", "top_k",
-                     "rrf_k", "answer_passages", "answer_max_words", "answer_max_sentences", "max_upload_bytes",
-                     "second_quote_min_words"):
+                     "rrf_k", "reader_batch_size", "reader_passages", "answer_max_words", "answer_max_sentences",
+                     "max_upload_bytes", "second_quote_min_words"):
             positive(name)
-        if not isinstance(self.sentence_cache_size, int) or self.sentence_cache_size < 0:
-            raise ConfigError(f"sentence_cache_size must be 0 or more, got {self.sentence_cache_size!r}")
+        for name, choices in (("reader", READERS), ("reranker", RERANKERS), ("reader_precision", READER_PRECISIONS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} {getattr(self, name)!r} is unknown; choose one of {', '.join(choices)}")
+        if not isinstance(self.second_sentence_margin, (int, float)) or self.second_sentence_margin < 0:
+            raise ConfigError(f"second_sentence_margin must be 0 or more, got {self.second_sentence_margin!r}")
         if not isinstance(self.chunk_overlap_tokens, int) or self.chunk_overlap_tokens < 0:
             raise ConfigError(f"chunk_overlap_tokens must be 0 or more, got {self.chunk_overlap_tokens!r}")
         if self.chunk_overlap_tokens >= self.chunk_tokens:
@@ -153,7 +144,7 @@ class Config:
             raise ConfigError(f"embed_dtype {self.embed_dtype!r} is unknown; choose one of {', '.join(DTYPES)}")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion {self.fusion!r} is unknown; choose one of {', '.join(FUSIONS)}")
-        for name in ("dense_weight", "footnote_weight", "second_sentence_ratio"):
+        for name in ("dense_weight", "footnote_weight", "abstain_threshold"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")

@@ -1,22 +1,24 @@
 """Stage 5: retrieve the passages most relevant to a question, best first.
 
-Three modes over the same rows: ``dense`` (FAISS inner product of normalised
-MiniLM vectors), ``bm25`` (bm25s) and ``hybrid`` (the two rankings fused by
-reciprocal rank, or by a weighted sum of min-max normalised scores).
+Three first-stage modes over the same rows: ``dense`` (FAISS inner product of
+normalised MiniLM vectors), ``bm25`` (bm25s) and ``hybrid`` (the two rankings
+fused by reciprocal rank, or by a weighted sum of min-max normalised scores).
+A ``Reranker`` then reorders the passages the reader has read (``Config.reranker``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Collection
+from dataclasses import replace
+from typing import Collection, Protocol, Sequence
 
 import numpy as np
 
-from .config import RETRIEVERS, Config
+from .config import RERANKERS, RETRIEVERS, Config
 from .embedding import Embedder
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .index import Index
-from .types import Passage
+from .types import Passage, Reading
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +131,37 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(scores), dtype=np.float64)
     ranks[order] = np.arange(1, len(scores) + 1)
     return ranks
+
+
+# ---------------------------------------------------------------------- reranking
+class Reranker(Protocol):
+    """Reorders first-stage passages, best first (it may use what the reader made of them)."""
+
+    def rerank(self, question: str, passages: Sequence[Passage], readings: Sequence[Reading]) -> list[Passage]:
+        ...
+
+
+class ReadingReranker:
+    """Passages the reader read come first, by its score; the others follow in retrieval order."""
+
+    def rerank(self, question: str, passages: Sequence[Passage], readings: Sequence[Reading]) -> list[Passage]:
+        score = {(r.passage.doc_id, r.passage.start, r.passage.end): r.score for r in readings}
+        keyed = [(score.get((p.doc_id, p.start, p.end)), i, p) for i, p in enumerate(passages)]
+        keyed.sort(key=lambda t: (t[0] is None, -(t[0] or 0.0), t[1]))
+        return [replace(p, rank=rank, reader_score=s) for rank, (s, _i, p) in enumerate(keyed, start=1)]
+
+
+class RetrievalOrder:
+    """No reranking: the first-stage order, with the reader's scores attached."""
+
+    def rerank(self, question: str, passages: Sequence[Passage], readings: Sequence[Reading]) -> list[Passage]:
+        score = {(r.passage.doc_id, r.passage.start, r.passage.end): r.score for r in readings}
+        return [replace(p, reader_score=score.get((p.doc_id, p.start, p.end))) for p in passages]
+
+
+def make_reranker(name: str) -> Reranker:
+    if name == "reader":
+        return ReadingReranker()
+    if name == "none":
+        return RetrievalOrder()
+    raise ConfigError(f"reranker {name!r} is unknown; choose one of {', '.join(RERANKERS)}")

@@ -84,9 +84,38 @@ class Passage:
     #: Cosine of question and passage, and the passage's BM25 score, whatever the mode.
     dense_score: float = 0.0
     bm25_score: float = 0.0
+    #: The reader's probability that the passage holds the answer (None when it was not read).
+    reader_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SentenceScore:
+    """A reader's verdict on one sentence of a passage (absolute character offsets)."""
+
+    start: int
+    end: int
+    logit: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a reader made of one passage for one question.
+
+    ``score`` is the probability of the passage's best sentence; ``span_start``/``span_end`` is
+    the answer the span head marks (absolute offsets, -1 when none), and ``span_margin`` its
+    logit over the "no answer here" option.
+    """
+
+    passage: Passage
+    score: float
+    sentences: tuple[SentenceScore, ...]
+    span_start: int = -1
+    span_end: int = -1
+    span_margin: float = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -103,9 +132,15 @@ class Citation:
     quote: str
     start: int
     end: int
+    #: The exact answer the reader marks inside the quote (document offsets; -1 when none).
+    answer_start: int = -1
+    answer_end: int = -1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["answer"] = self.quote[self.answer_start - self.start:self.answer_end - self.start] \
+            if self.answer_start >= 0 else None
+        return data
 
 
 @dataclass(frozen=True)

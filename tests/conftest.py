@@ -1,4 +1,5 @@
-"""Shared fixtures: the real shipped model and a real FAISS index over the seeds, built once per session.
+"""Shared fixtures: the real shipped models (embedder, reader) and a real FAISS index over the seeds, built once
+per session.
 
 Each test gets its own project home (``RAG_HOME``) so nothing touches the
 repository's ``embeddings/``; tests that write to an index work on a copy.
@@ -48,6 +49,14 @@ def embedder(config):
     from rag.embedding import Embedder
 
     return Embedder(config.model_name, config.embed_dtype, config.embed_batch_size)
+
+
+@pytest.fixture(scope="session")
+def reader(config):
+    """The shipped reader from models/reader (hash-checked), loaded once."""
+    from rag import TrainedReader
+
+    return TrainedReader.shared(config.reader_path or None, config.reader_precision, config.reader_batch_size)
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,24 @@
-"""Stage 6: short extractive answers whose quotes are exact, and honest abstentions."""
+"""Stage 6b: short extractive answers whose quotes are exact, and honest abstentions.
+
+The first tests ask the real pipeline (shipped reader, real index); the later ones swap in a scripted
+reader through the ``Reader`` seam, so the answer logic itself is checked exactly.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from rag.answer import ABSTAIN_MESSAGE, word_count
+from rag import Assistant, Reading, SentenceScore
+from rag.answer import ABSTAIN_MESSAGE, Answerer, is_label, word_count
+from rag.chunking import split_sentences
+from rag.index import Index
 
 ANSWERABLE = [
     ("How many people did the UN think were being forced to run online scams in Myanmar?", "120,000"),
-    ("How long are the working days inside the scam compounds?", "12 and 16 hours"),
+    ("How long are the working days inside the scam compounds?", "16 hours"),
     ("Which charity rescues and restores sex trafficking survivors in Myanmar?", "Eden Ministry"),
     ("Which organisation runs anti-trafficking initiatives in Laos?", "Village Focus International"),
     ("How many scam centres has the UWSA raided?", "40 scam centres"),
-    # The answer sentence does not say "Laos": its document's title does.
-    ("Why are women from Laos vulnerable to being trafficked?", "families in poverty"),
 ]
 
 
@@ -28,6 +33,8 @@ def test_answers_quote_their_sources_exactly(assistant, question, expected):
         assert doc.text[c.start:c.end] == c.quote
         assert f"[{c.number}]" in answer.text
         assert c.title == doc.title
+        if c.answer_start >= 0:  # the marked answer lies inside its quote
+            assert c.start <= c.answer_start < c.answer_end <= c.end
     assert word_count(answer.text) <= 60 + 2 * len(answer.citations)  # markers are not words of the answer
 
 
@@ -56,96 +63,119 @@ def test_every_answer_sentence_is_document_text(assistant):
     assert body.replace("\u2026", "").strip() == ""
 
 
-def test_long_sentence_is_trimmed_to_an_exact_clause(assistant):
-    from rag.answer import Answerer
+def test_passages_are_reranked_by_the_reader(assistant):
+    passages = assistant.retrieve("Which charity rescues and restores sex trafficking survivors in Myanmar?")
+    read = [p for p in passages if p.reader_score is not None]
+    assert len(read) == min(assistant.config.reader_passages, len(passages))
+    assert [p.rank for p in passages] == list(range(1, len(passages) + 1))
+    assert [p.reader_score for p in read] == sorted((p.reader_score for p in read), reverse=True)
+    assert "Eden Ministry" in passages[0].text
 
+
+def test_long_sentence_is_trimmed_to_exact_clauses_around_the_answer(assistant):
     answerer: Answerer = assistant.answerer
     doc = assistant.documents["compound-abuses-myanmar-border-areas-2023"]
     start = doc.text.index("Although some individuals, particularly persons from Myanmar")
     end = doc.text.index("upon arrival within these facilities.") + len("upon arrival within these facilities.")
-    weights = answerer.term_weights("Do people from Myanmar enter scam compounds voluntarily?")
-    a, b = answerer.trim(doc.text, start, end, weights, 30)
+    focus = doc.text.index("voluntarily", start)
+    a, b = answerer.trim(doc.text, start, end, 20, (focus, focus + len("voluntarily")))
     assert start <= a < b <= end
-    assert word_count(doc.text[a:b]) <= 30
+    assert word_count(doc.text[a:b]) <= 20
     assert "voluntarily" in doc.text[a:b]
+    a2, b2 = answerer.trim(doc.text, start, end, 20)  # no answer marked: the first clauses
+    assert a2 == start and word_count(doc.text[a2:b2]) <= 20
 
 
-def test_each_part_of_a_compound_question_gets_its_own_cited_sentence(assistant):
-    answer = assistant.ask("What share of sex trafficking victims in Malaysia came from abroad, "
-                           "and which countries are Lao women trafficked into?")
-    assert not answer.abstained
-    assert len(answer.citations) == 2
-    by_doc = {c.doc_id: c for c in answer.citations}
-    assert "96%" in by_doc["sex-trafficking-in-malaysia"].quote
-    assert "Thailand" in by_doc["sex-trafficking-in-laos"].quote
-    for c in answer.citations:
-        assert assistant.documents[c.doc_id].text[c.start:c.end] == c.quote
-    assert word_count(answer.text) <= assistant.config.answer_max_words + 2 * len(answer.citations)
+@pytest.mark.parametrize("sentence, label", [
+    ("-24-year-old male, Laukkaing Township", True),
+    ("See also Human trafficking in Thailand", True),
+    ("Eden Ministry Myanmar reaches, rescues, and restores sex trafficked victims.", False),
+])
+def test_labels_are_not_answers(sentence, label):
+    assert is_label(sentence) is label
 
 
-def test_a_comparison_of_two_documents_subjects_cites_each_in_the_order_asked(assistant):
-    answer = assistant.ask("Into which countries are women from Myanmar and from Laos trafficked, respectively?")
-    assert not answer.abstained
-    assert [c.doc_id for c in answer.citations] == ["sex-trafficking-in-myanmar", "sex-trafficking-in-laos"]
-    for c in answer.citations:
-        assert "Thailand" in c.quote and assistant.documents[c.doc_id].text[c.start:c.end] == c.quote
+# ---------------------------------------------------------------------- a scripted reader through the seam
+class ScriptedReader:
+    """Gives each sentence the logit ``script`` returns for its text (default -5), and marks no span."""
+
+    name = "scripted"
+
+    def __init__(self, script):
+        self.script = script
+        self.calls = 0
+
+    def info(self):
+        return {"name": self.name, "sha256": None}
+
+    def read(self, question, passages, documents):
+        self.calls += 1
+        out = []
+        for p in passages:
+            text = documents[p.doc_id].text
+            sentences = []
+            for a, b in split_sentences(text, p.start, p.end):
+                logit = self.script(text[a:b])
+                sentences.append(SentenceScore(a, b, logit, 1 / (1 + 2.718281828 ** -logit)))
+            best = max((s.probability for s in sentences), default=0.0)
+            span = next(((s.start, s.start + 5) for s in sentences if s.logit > 0), (-1, -1))
+            out.append(Reading(p, best, tuple(sentences), span[0], span[1], 5.0 if span[0] >= 0 else -5.0))
+        return out
 
 
-def test_a_compared_subject_without_retrieved_documents_is_not_answered_from_another(assistant):
-    # Myanmar's documents are filtered out: its part must not be "answered" from Laos or Malaysia.
-    answer = assistant.ask("Into which countries are women from Myanmar and from Laos trafficked, respectively?",
-                           doc_ids=["sex-trafficking-in-laos", "sex-trafficking-in-malaysia"])
-    assert not answer.abstained
-    assert [c.doc_id for c in answer.citations] == ["sex-trafficking-in-laos"]
+def _scripted(seed_index_dir, config, embedder, script, **changes):
+    cfg = config.replace(**changes) if changes else config
+    return Assistant(Index.load(seed_index_dir, cfg), cfg, embedder, reader=ScriptedReader(script))
 
 
-class _CountingEmbedder:
-    """The real embedder, counting the texts passed to ``encode`` (the question goes through ``encode_one``)."""
-
-    def __init__(self, embedder):
-        self._embedder = embedder
-        self.texts = 0
-
-    def __getattr__(self, name):
-        return getattr(self._embedder, name)
-
-    def encode(self, texts, progress=False):
-        self.texts += len(texts)
-        return self._embedder.encode(texts, progress)
+EDEN = "Eden Ministry Myanmar reaches, rescues, and restores"
+SUPPORTED = "It is supported by the United Nations Trust Fund"
 
 
-@pytest.mark.parametrize("size", [20000, 7, 0])
-def test_sentence_embeddings_are_reused_within_the_cache_size(seed_index_dir, config, embedder, size):
-    from rag import Assistant
-    from rag.index import Index
-
-    counting = _CountingEmbedder(embedder)
-    cfg = config.replace(sentence_cache_size=size)
-    assistant = Assistant(Index.load(seed_index_dir, cfg), cfg, counting)
-    question = "How long are the working days inside the scam compounds?"
-    first = assistant.ask(question)
-    after_first = counting.texts
-    second = assistant.ask(question)
-    again = counting.texts - after_first
-    assert second == first  # the same answer, citations and passages, whether or not vectors were cached
-    assert len(assistant.answerer._sentence_vectors) <= size
-    if size >= after_first:
-        assert after_first > 0 and again == 0  # every candidate sentence came from the cache
-    else:
-        assert again > 1  # a small (or no) cache has to encode sentences again
+def test_the_seam_takes_any_reader_and_ranks_by_its_scores(seed_index_dir, config, embedder):
+    a = _scripted(seed_index_dir, config, embedder, lambda s: 6.0 if s.startswith(EDEN) else -5.0)
+    answer = a.ask("Which charity rescues and restores sex trafficking survivors in Myanmar?")
+    assert a.reader.calls == 1  # one reading per question, shared by reranking and answering
+    assert not answer.abstained and answer.citations[0].quote.startswith(EDEN)
+    assert answer.passages[0].reader_score == max(p.reader_score or 0 for p in answer.passages)
+    c = answer.citations[0]
+    assert c.answer_start == c.start and c.to_dict()["answer"] == c.quote[:5]  # the marked span travels
+    assert a.info()["reader"]["name"] == "scripted"
 
 
-def test_a_second_span_is_dropped_rather_than_cut_to_a_fragment(assistant, seed_index_dir, config, embedder):
-    """What is left of the word budget must not cut a second quote to a few words out of their sentence."""
-    from rag import Assistant
-    from rag.index import Index
+def test_low_reader_scores_abstain_and_keep_the_passages(seed_index_dir, config, embedder):
+    a = _scripted(seed_index_dir, config, embedder, lambda s: -8.0)
+    answer = a.ask("Which charity rescues and restores sex trafficking survivors in Myanmar?")
+    assert answer.abstained and answer.text == ABSTAIN_MESSAGE and answer.passages
+    assert set(answer.features) == {"reader_logit", "span_margin", "top_passage_cosine"}
 
-    question = "Which tier does the US Trafficking in Persons report give Malaysia?"
-    loose_config = config.replace(second_quote_min_words=1)
-    loose = Assistant(Index.load(seed_index_dir, loose_config), loose_config, embedder).ask(question)
-    fragments = [c for c in loose.citations[1:] if word_count(c.quote) < config.second_quote_min_words]
-    assert fragments  # without the rule this question quotes a fragment after its first sentence
-    answer = assistant.ask(question)
-    assert answer.citations
-    assert all(word_count(c.quote) >= config.second_quote_min_words for c in answer.citations[1:])
-    assert all(f"[{c.number}]" in answer.text for c in answer.citations)
+
+def test_a_pronoun_sentence_takes_the_sentence_it_refers_to(seed_index_dir, config, embedder):
+    a = _scripted(seed_index_dir, config, embedder, lambda s: 6.0 if s.startswith(SUPPORTED) else -5.0)
+    answer = a.ask("Who supports the charity that rescues sex trafficking victims in Myanmar?")
+    assert answer.citations[0].quote.startswith(EDEN) and SUPPORTED in answer.citations[0].quote
+
+
+def test_a_second_sentence_only_when_nearly_as_good(seed_index_dir, config, embedder):
+    def script(gap):
+        def score(s):
+            if s.startswith("Eden Ministry"):
+                return 6.0
+            if s.startswith("Other nongovernmental organizations"):
+                return 6.0 - gap
+            return -5.0
+        return score
+
+    question = "What do non-governmental organisations do about sex trafficking in Myanmar?"
+    close = _scripted(seed_index_dir, config, embedder, script(0.5)).ask(question)
+    far = _scripted(seed_index_dir, config, embedder, script(3.0)).ask(question)
+    assert len(close.citations) == 2 and len(far.citations) == 1
+    single = _scripted(seed_index_dir, config, embedder, script(0.5), answer_max_sentences=1).ask(question)
+    assert len(single.citations) == 1
+
+
+def test_k_limits_the_passages_and_the_readings(seed_index_dir, config, embedder):
+    a = _scripted(seed_index_dir, config, embedder, lambda s: 6.0 if s.startswith(EDEN) else -5.0)
+    answer = a.ask("Which charity rescues and restores sex trafficking survivors in Myanmar?", k=1)
+    assert len(answer.passages) == 1
+    assert all(c.doc_id == answer.passages[0].doc_id for c in answer.citations)

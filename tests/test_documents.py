@@ -9,7 +9,6 @@ import pytest
 from rag import DocumentError, EmptyCorpusError, load_documents
 from rag.documents import parse_document
 
-from .conftest import SEEDS
 
 REPORT = "compound-abuses-myanmar-border-areas-2023"
 REPORT_HEADINGS = [

@@ -77,6 +77,7 @@ a.rag-cite:hover, a.rag-cite:focus { background: var(--color-accent-soft); outli
 .rag-passage { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.88rem; line-height: 1.5;
                max-height: 22rem; overflow-y: auto; }
 .rag-passage mark { background: #fde68a; color: #1f2937; padding: 0 0.1rem; border-radius: 0.15rem; }
+.rag-passage mark b.rag-answer { background: #fbbf24; font-weight: 700; }
 .rag-score { font-size: 0.75rem; color: var(--body-text-color-subdued); margin-top: 0.3rem; }
 .rag-sources details > summary { cursor: pointer; font-size: 0.9rem; margin: 0.3rem 0; }
 .rag-about table { border-collapse: collapse; width: 100%; }
@@ -201,12 +202,28 @@ def quote_in_context(citation: Any, passages: Sequence[Any], doc_text: str | Non
     return "", quote, "", best
 
 
+def _quote_html(citation: Any, quote: str) -> str:
+    """The quote, escaped, with the answer the reader marks inside it in bold (``<b class="rag-answer">``)."""
+    a, b = _field(citation, "answer_start", -1), _field(citation, "answer_end", -1)
+    a, b = (-1, -1) if a is None or b is None else (int(a), int(b))
+    start = int(_field(citation, "start"))
+    if a < start or b <= a or b - start > len(quote):
+        return esc(quote)
+    i, j = a - start, b - start
+    return f'{esc(quote[:i])}<b class="rag-answer">{esc(quote[i:j])}</b>{esc(quote[j:])}'
+
+
 def _score_line(p: Any) -> str:
     if p is None:
         return '<div class="rag-score">not among the retrieved passages (shown from the document)</div>'
     return (f'<div class="rag-score">retrieval score {float(_field(p, "score", 0.0)):.4f} '
             f'\u00b7 rank {int(_field(p, "rank", 0))} \u00b7 cosine {float(_field(p, "dense_score", 0.0)):.3f} '
-            f'\u00b7 BM25 {float(_field(p, "bm25_score", 0.0)):.2f}</div>')
+            f'\u00b7 BM25 {float(_field(p, "bm25_score", 0.0)):.2f}{_reader_part(p)}</div>')
+
+
+def _reader_part(p: Any) -> str:
+    score = _field(p, "reader_score")
+    return "" if score is None else f" \u00b7 reader {float(score):.2f}"
 
 
 def _where(title: Any, section: Any) -> str:
@@ -251,7 +268,7 @@ def render_sources_html(answer: Answer | dict, turn: int, documents: Any = None)
             f'<article class="rag-source" id="src-{turn}-{number}" tabindex="-1">'
             f'<div class="rag-source-head"><span class="rag-num">[{number}]</span>'
             f'{_where(_field(c, "title"), _field(c, "section"))}</div>'
-            f'<div class="rag-passage">{esc(before)}<mark>{esc(quote)}</mark>{esc(after)}</div>'
+            f'<div class="rag-passage">{esc(before)}<mark>{_quote_html(c, quote)}</mark>{esc(after)}</div>'
             f'{_score_line(passage)}</article>')
     uncited = [p for p in passages if _field(p, "chunk_id") not in used]
     if uncited:

@@ -116,7 +116,6 @@ def test_documents_and_info(client, server):
 
 def test_upload_adds_updates_and_refuses(client, server, tmp_path):
     from gradio_client import handle_file
-    from gradio_client.exceptions import AppError
 
     new = tmp_path / "Zebra Census (final).md"
     new.write_text("# Zebra census of Narnia\n\nThe zebra census counted 42 zebras in Narnia in 2023.\n"
@@ -243,6 +242,22 @@ def test_rendering_escapes_document_text_and_questions():
     shown = re.search(r'<div class="rag-passage">(.*?)</div>', sources).group(1)
     assert shown.replace("<mark>", "").replace("</mark>", "") == html.escape(text)
     assert 'id="src-1-1"' in sources
+
+
+def test_the_marked_answer_is_bold_inside_the_highlighted_quote():
+    from rag import Answer, Citation, Passage
+    from ui.app import render_sources_html
+
+    text = "Intro. Eden <Ministry> rescues victims in the country. More text."
+    start, end = 7, text.index(".", 7) + 1
+    passage = Passage(text=text, doc_id="d", title="T", section="S", start=0, end=len(text), score=0.5, chunk_id=0,
+                      rank=1, reader_score=0.91)
+    citation = Citation(1, "d", "T", "S", text[start:end], start, end, start, start + len("Eden <Ministry>"))
+    sources = render_sources_html(Answer(f"{text[start:end]} [1]", False, [citation], [passage], "Who?", 0.9), 1)
+    assert '<mark><b class="rag-answer">Eden &lt;Ministry&gt;</b> rescues victims in the country.</mark>' in sources
+    assert "reader 0.91" in sources
+    outside = Citation(1, "d", "T", "S", text[start:end], start, end, 0, 3)  # a span outside the quote is ignored
+    assert "rag-answer" not in render_sources_html(Answer("x [1]", False, [outside], [passage], "Who?", 0.9), 1)
 
 
 # ---------------------------------------------------------------------- the CLI

@@ -104,6 +104,9 @@ def test_question_answer_sources_and_follow_up(page, server, tmp_path):
     highlighted = source.locator("mark").inner_text()
     assert " ".join(highlighted.split()) == " ".join(expected.citations[0].quote.split())
     assert len(source.locator(".rag-passage").inner_text()) > len(highlighted)  # shown inside its passage
+    first = expected.citations[0]
+    if first.answer_start >= 0:  # the reader's marked answer is shown in bold inside the highlighted quote
+        assert source.locator("mark b.rag-answer").inner_text() == first.to_dict()["answer"]
     assert "retrieval score" in source.inner_text()
     uncited = page.locator("#sources details.rag-uncited")
     expect(uncited).to_have_count(1)
