@@ -126,5 +126,7 @@ def test_best_span_respects_order_and_length():
     end = np.array([0.0, 4.0, 0.0, 0.0, 9.0])
     valid = np.array([False, True, True, True, True])
     assert best_span(start, end, valid, max_tokens=3)[:2] == (2, 4)  # 5 + 9 at distance 2
-    assert best_span(start, end, valid, max_tokens=2)[:2] == (1, 1)  # (2, 4) is too long; end never before start
+    assert best_span(start, end, valid, max_tokens=2) == (3, 4, 9.0)  # (2, 4) is too long now
+    assert best_span(np.array([0.0, 9.0, 0.0]), np.array([0.0, 0.0, 9.0]), valid[:3])[:2] == (1, 2)
+    assert best_span(np.array([0.0, 0.0, 9.0]), np.array([0.0, 9.0, 0.0]), valid[:3])[2] < 18  # never ends first
     assert best_span(start, end, np.zeros(5, dtype=bool))[0] == -1

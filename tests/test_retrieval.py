@@ -31,13 +31,33 @@ def test_right_passage_in_top_5(assistant, question, doc_id, phrase):
 
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
 def test_every_mode_returns_best_first_with_exact_spans(assistant, mode):
-    passages = assistant.retrieve("forced labour in casinos", k=8, retriever=mode)
-    assert len(passages) == 8
-    assert [p.rank for p in passages] == list(range(1, 9))
-    assert all(a.score >= b.score for a, b in zip(passages, passages[1:]))
+    question = "forced labour in casinos"
+    first_stage = assistant.retriever.search(question, assistant.embedder.encode_one(question), 12, mode=mode)
+    assert all(a.score >= b.score for a, b in zip(first_stage, first_stage[1:]))
+    passages = assistant.retrieve(question, k=12, retriever=mode)
+    assert len(passages) == 12
+    assert [p.rank for p in passages] == list(range(1, 13))
+    read = passages[:assistant.config.reader_passages]
+    # The reader's passages first, by its score; the rest in first-stage order.
+    assert all(p.reader_score is not None for p in read)
+    assert all(a.reader_score >= b.reader_score for a, b in zip(read, read[1:]))
+    rest = passages[len(read):]
+    assert all(p.reader_score is None for p in rest) and all(a.score >= b.score for a, b in zip(rest, rest[1:]))
+    assert {(p.doc_id, p.start) for p in passages} == {(p.doc_id, p.start) for p in first_stage}
     for p in passages:
         assert assistant.documents[p.doc_id].text[p.start:p.end] == p.text
         assert p.title == assistant.documents[p.doc_id].title and p.section
+
+
+def test_without_reranking_the_first_stage_order_stays(seed_index_dir, config, embedder):
+    from rag import Assistant
+    from rag.index import Index
+
+    cfg = config.replace(reranker="none")
+    plain = Assistant(Index.load(seed_index_dir, cfg), cfg, embedder)
+    passages = plain.retrieve("forced labour in casinos", k=8)
+    assert all(a.score >= b.score for a, b in zip(passages, passages[1:]))
+    assert all(p.reader_score is not None for p in passages[:cfg.reader_passages])
 
 
 def test_document_filter(assistant):

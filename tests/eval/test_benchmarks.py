@@ -104,13 +104,36 @@ def test_beir_through_the_cli_with_cache(tmp_path, capsys):
     assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 1
 
 
+def test_squad2_unanswerables_and_trained_articles_left_out():
+    v2 = Path(__file__).parent.parent / "fixtures" / "reader_tiny_squad2.json"
+    data = load_squad(v2)
+    assert len(data.unanswerable) == 4 and all(not q.answers for q in data.unanswerable)
+    assert len(data.questions) == 11
+    held = load_squad(v2, exclude_titles={"Lighthouses"})
+    assert held.excluded_articles == ("Lighthouses",)
+    assert len(held.questions) == 7 and len(held.unanswerable) == 2
+    assert len(held.corpus.documents) == len(data.corpus.documents)  # the paragraphs stay as distractors
+
+
+@pytest.mark.slow
+def test_squad2_abstention_through_the_cli(tmp_path):
+    v2 = Path(__file__).parent.parent / "fixtures" / "reader_tiny_squad2.json"
+    out = tmp_path / "squad2"
+    assert main(["-q", "eval", "--format", "squad", str(v2), "--out", str(out), "--retriever", "hybrid"]) == 0
+    m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    abstention = m["summary"]["hybrid"]["abstention"]
+    assert abstention["unanswerable"] == 4 and abstention["answerable"] == 11
+    assert 0.0 <= abstention["confidence_auc"] <= 1.0
+    assert m["reader"]["sha256"]
+
+
 @pytest.mark.slow
 def test_squad_through_the_cli(tmp_path, capsys):
     out = tmp_path / "squad"
     assert main(["-q", "eval", "--format", "squad", str(SQUAD), "--out", str(out), "--retriever", "bm25",
                  "hybrid"]) == 0
     m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert m["format"] == "squad" and m["counts"] == {"questions": 6, "paragraphs": 4}
+    assert m["format"] == "squad" and m["counts"] == {"questions": 6, "unanswerable": 0, "paragraphs": 4}
     assert m["answers_by"] == "hybrid"
     for retriever in ("bm25", "hybrid"):
         r = m["summary"][retriever]["retrieval"]

@@ -60,7 +60,7 @@ def test_unknown_abstention_feature_fails_before_any_question(seed_index_dir, tm
     subset = _subset(tmp_path)
     out = tmp_path / "fit"
     assert main(["--index", str(seed_index_dir), "-q", "eval", str(subset), "--fit-abstention", "--out", str(out),
-                 "--features", "best_cosine,no_such_feature"]) == 2
+                 "--features", "reader_logit,no_such_feature"]) == 2
     assert "unknown abstention feature(s) no_such_feature" in capsys.readouterr().err
     assert not out.exists()
 
@@ -69,23 +69,24 @@ def test_fit_abstention_writes_every_feature_of_every_row(seed_index_dir, tmp_pa
     subset = _subset(tmp_path, answerable=10, unanswerable=10)  # every training fold sees both classes
     out = tmp_path / "fit"
     assert main(["--index", str(seed_index_dir), "-q", "eval", str(subset), "--fit-abstention", "--out", str(out),
-                 "--features", "best_cosine,missing_anchor"]) == 0
+                 "--features", "reader_logit,top_passage_cosine"]) == 0
     result = json.loads((out / "calibration.json").read_text())
-    assert [name for name, _ in result["coefficients"]] == ["bias", "best_cosine", "missing_anchor"]
-    assert "--features best_cosine,missing_anchor" in result["command"]
+    assert [name for name, _ in result["coefficients"]] == ["bias", "reader_logit", "top_passage_cosine"]
+    assert "--features reader_logit,top_passage_cosine" in result["command"]
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert len(rows) == result["rows"]["gold"]
     assert all(set(r["features"]) == set(FEATURES) for r in rows)
 
 
 def _rows(n: int, seed: int = 0) -> list[Row]:
-    """Separable synthetic rows: positives have high cosine and coverage, negatives low."""
+    """Separable synthetic rows: positives have a high reader logit and cosine, negatives low; span_margin is noise
+    turned the wrong way (high for negatives)."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         label = i % 2
         centre = 0.7 if label else 0.4
-        feats = tuple(float(centre + rng.normal(0, 0.08)) if name != "type_mismatch" else float(1 - label)
+        feats = tuple(float(centre + rng.normal(0, 0.08)) if name != "span_margin" else float(1 - label)
                       for name in FEATURES)
         rows.append(Row("gold", f"q{i}", label, feats))
     return rows
@@ -109,11 +110,11 @@ def test_calibrate_separates_separable_data():
     names = [name for name, _ in result["coefficients"]]
     assert names == ["bias", *FEATURES]
     weights = dict(result["coefficients"])
-    assert weights["best_cosine"] > 0 and weights["type_mismatch"] < 0
+    assert weights["reader_logit"] > 0 and weights["span_margin"] < 0
 
 
 def test_calibrate_on_a_feature_subset_names_only_those_features():
-    result = calibrate(_rows(120), seeds=2, features=["best_cosine", "type_mismatch"])
-    assert [name for name, _ in result["coefficients"]] == ["bias", "best_cosine", "type_mismatch"]
+    result = calibrate(_rows(120), seeds=2, features=["reader_logit", "span_margin"])
+    assert [name for name, _ in result["coefficients"]] == ["bias", "reader_logit", "span_margin"]
     with pytest.raises(InputError, match="unknown abstention feature.*no_such_feature"):
-        calibrate(_rows(40), seeds=1, features=["best_cosine", "no_such_feature"])
+        calibrate(_rows(40), seeds=1, features=["reader_logit", "no_such_feature"])
