@@ -8,7 +8,8 @@ scored every sentence; this stage turns those scores into an answer:
   close the best passage is) estimates whether the passages answer the question
   at all; below ``abstain_threshold`` the assistant says so and still returns
   the passages.
-* **Sentences.** The best-scored sentence is the answer. A sentence that opens
+* **Sentences.** The best-scored sentence is the answer (the reader's logit plus a prior for the rank of
+  its passage, which the reranker decided from the reader and the first stage together). A sentence that opens
   with a pronoun or connective ("They …", "This …") takes the sentence before
   it, which says what it refers to; a second sentence is added when the reader
   scores it nearly as high and it is elsewhere.
@@ -28,6 +29,7 @@ from typing import Sequence
 
 from .config import Config
 from .index import Index
+from .lexical import analyze
 from .types import Answer, Citation, Passage, Reading
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ _FINAL = re.compile(r"[.!?:;…][\s\"'”’)\]¹²³⁰-⁹\d]*$")
 # Words that open a sentence continuing the previous one.
 _CONTINUATION = re.compile(r"^(Instead|However|But|This|These|That|Those|They|It|Its|Their|Such|So|Thus|Therefore|"
                            r"As a result|Because|Consequently|Then|He|She|His|Her)\b")
+#: Two sentences sharing this share of their words (Jaccard) say the same thing: the second is not quoted.
+REPEAT_OVERLAP = 0.6
 #: Span-head margins are clipped to this range before they enter the abstention model.
 MARGIN_CLIP = 20.0
 
@@ -71,6 +75,7 @@ class Candidate:
     start: int
     end: int
     passage_rank: int
+    #: The reader's logit for the sentence, plus the prior of its passage's rank (``Config.sentence_rank_prior``).
     logit: float
     prev_start: int = -1  # the sentence before it in the same passage (-1: none)
     answer_start: int = -1  # the span head's answer, when it lies in this sentence
@@ -88,6 +93,7 @@ class Answerer:
     def candidates(self, readings: Sequence[Reading]) -> list[Candidate]:
         """Every answer-like sentence of the read passages, best first."""
         out: dict[tuple[str, int, int], Candidate] = {}
+        prior = self.config.sentence_rank_prior
         for reading in readings:
             p = reading.passage
             text = self.index.documents[p.doc_id].text
@@ -97,7 +103,7 @@ class Answerer:
                 key = (p.doc_id, s.start, s.end)
                 if word_count(sentence) >= MIN_SENTENCE_WORDS and not is_label(sentence) and key not in out:
                     inside = s.start <= reading.span_start and reading.span_end <= s.end
-                    out[key] = Candidate(p.doc_id, s.start, s.end, p.rank, s.logit, prev,
+                    out[key] = Candidate(p.doc_id, s.start, s.end, p.rank, s.logit + prior / p.rank, prev,
                                          reading.span_start if inside else -1, reading.span_end if inside else -1)
                 prev = s.start
         return sorted(out.values(), key=lambda c: (-c.logit, c.passage_rank, c.start))
@@ -145,16 +151,27 @@ class Answerer:
         return cand.start, cand.end
 
     def _spans(self, best: Candidate, ranked: Sequence[Candidate]) -> list[tuple[Candidate, int, int]]:
-        """The best sentence (widened), and more that the reader scores nearly as high."""
+        """The best sentence (widened), and more that the reader scores nearly as high and that say
+        something else (a report's summary often repeats a sentence of its body almost word for word)."""
         spans: list[tuple[Candidate, int, int]] = [(best, *self._widen(best))]
         floor = best.logit - self.config.second_sentence_margin
         for cand in ranked[1:]:
             if len(spans) >= self.config.answer_max_sentences or cand.logit < floor:
                 break
             a, b = self._widen(cand)
-            if not any(c.doc_id == cand.doc_id and a < e and s < b for c, s, e in spans):
-                spans.append((cand, a, b))
+            if any(c.doc_id == cand.doc_id and a < e and s < b for c, s, e in spans):
+                continue
+            if any(self._repeats(cand, c) for c, _s, _e in spans):
+                continue
+            spans.append((cand, a, b))
         return spans
+
+    def _repeats(self, a: Candidate, b: Candidate) -> bool:
+        """Whether two sentences share most of their words (stemmed, stop words left out)."""
+        terms_a = set(analyze(self.index.documents[a.doc_id].text[a.start:a.end]))
+        terms_b = set(analyze(self.index.documents[b.doc_id].text[b.start:b.end]))
+        union = terms_a | terms_b
+        return bool(union) and len(terms_a & terms_b) / len(union) >= REPEAT_OVERLAP
 
     def trim(self, doc_text: str, start: int, end: int, budget: int, focus: tuple[int, int] = (-1, -1)
              ) -> tuple[int, int]:

@@ -41,7 +41,7 @@ class Assistant:
         self.embedder = embedder or Embedder(self.config.model_name, self.config.embed_dtype,
                                              self.config.embed_batch_size)
         self.reader = reader if reader is not None else load_reader(self.config)
-        self.reranker = make_reranker(self.config.reranker)
+        self.reranker = make_reranker(self.config.reranker, self.config.rerank_retrieval_weight)
         self._lock = threading.RLock()
         self._set_index(index)
 

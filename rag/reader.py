@@ -351,7 +351,6 @@ def load_network(folder: Path, precision: str = "float32") -> tuple[Any, Any]:
 
     set_offline_environment()
     try:
-        import torch
         from safetensors.torch import load_file
         from transformers import AutoTokenizer, BertConfig, BertModel
         from transformers.utils import logging as hf_logging
@@ -360,7 +359,7 @@ def load_network(folder: Path, precision: str = "float32") -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         encoder = BertModel(BertConfig.from_json_file(str(folder / ENCODER_CONFIG)), add_pooling_layer=False)
         network = build_network(encoder)
-        state = {k: v.float() for k, v in load_file(str(folder / WEIGHTS)).items()}
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(folder / WEIGHTS)).items()}
         missing, unexpected = network.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
@@ -373,7 +372,6 @@ def load_network(folder: Path, precision: str = "float32") -> tuple[Any, Any]:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here means "cannot load the reader offline"
         raise ModelError(f"could not load the reader from {folder}: {type(exc).__name__}: {exc}") from exc
-    torch.set_grad_enabled(True)  # loading must not change the caller's autograd state
     return tokenizer, network
 
 

@@ -142,13 +142,31 @@ class Reranker(Protocol):
 
 
 class ReadingReranker:
-    """Passages the reader read come first, by its score; the others follow in retrieval order."""
+    """Passages the reader read come first, by ``(1 - w) * reader score + w * first-stage score / best
+    first-stage score``; the others follow in retrieval order.
+
+    The reader judges one passage at a time; the first stage knows how the passage compares with the
+    whole corpus. Together they rank the relevant passage first more often than either alone (see
+    ``Config.rerank_retrieval_weight``).
+    """
+
+    def __init__(self, retrieval_weight: float = 0.0) -> None:
+        if not 0.0 <= retrieval_weight <= 1.0:
+            raise ConfigError(f"rerank_retrieval_weight must be between 0 and 1, got {retrieval_weight!r}")
+        self.retrieval_weight = retrieval_weight
 
     def rerank(self, question: str, passages: Sequence[Passage], readings: Sequence[Reading]) -> list[Passage]:
         score = {(r.passage.doc_id, r.passage.start, r.passage.end): r.score for r in readings}
-        keyed = [(score.get((p.doc_id, p.start, p.end)), i, p) for i, p in enumerate(passages)]
+        top = max((p.score for p in passages), default=0.0)
+        top = top if top > 0 else 1.0
+        w = self.retrieval_weight
+        keyed = []
+        for i, p in enumerate(passages):
+            s = score.get((p.doc_id, p.start, p.end))
+            combined = None if s is None else (1 - w) * s + w * p.score / top
+            keyed.append((combined, i, p, s))
         keyed.sort(key=lambda t: (t[0] is None, -(t[0] or 0.0), t[1]))
-        return [replace(p, rank=rank, reader_score=s) for rank, (s, _i, p) in enumerate(keyed, start=1)]
+        return [replace(p, rank=rank, reader_score=s) for rank, (_c, _i, p, s) in enumerate(keyed, start=1)]
 
 
 class RetrievalOrder:
@@ -159,9 +177,9 @@ class RetrievalOrder:
         return [replace(p, reader_score=score.get((p.doc_id, p.start, p.end))) for p in passages]
 
 
-def make_reranker(name: str) -> Reranker:
+def make_reranker(name: str, retrieval_weight: float = 0.0) -> Reranker:
     if name == "reader":
-        return ReadingReranker()
+        return ReadingReranker(retrieval_weight)
     if name == "none":
         return RetrievalOrder()
     raise ConfigError(f"reranker {name!r} is unknown; choose one of {', '.join(RERANKERS)}")

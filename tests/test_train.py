@@ -87,3 +87,12 @@ def test_missing_training_data_is_a_clear_error(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--squad-train" in err and "Traceback" not in err
+
+
+def test_the_recorded_command_is_the_one_typed():
+    from rag.train import training_command
+
+    assert training_command(["/x/bin/rag", "-v", "train-reader", "--precision", "bfloat16"]) == \
+        "rag -v train-reader --precision bfloat16"
+    assert training_command(["/x/rag/train.py", "--questions", "10", "--out", "my dir"]) == \
+        "python -m rag.train --questions 10 --out 'my dir'"

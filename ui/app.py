@@ -281,6 +281,7 @@ def render_sources_html(answer: Answer | dict, turn: int, documents: Any = None)
 def render_about_html(info: dict) -> str:
     """The "About this index" view."""
     model = info.get("model") or {}
+    reader = info.get("reader") or {}
     rows = "".join(
         f"<tr><td>{esc(d.get('title'))}</td><td><code>{esc(d.get('doc_id'))}</code></td>"
         f"<td>{esc(d.get('chunks'))}</td><td>{esc(d.get('path'))}</td></tr>" for d in info.get("documents", []))
@@ -294,7 +295,9 @@ def render_about_html(info: dict) -> str:
         f"{esc(model.get('dtype'))})</td></tr>"
         f"<tr><th>Built</th><td>{esc(info.get('created_at'))}</td></tr>"
         f"<tr><th>Updated</th><td>{esc(info.get('updated_at'))}</td></tr>"
-        f"<tr><th>Retriever</th><td>{esc(info.get('retriever'))}</td></tr>"
+        f"<tr><th>Retriever</th><td>{esc(info.get('retriever'))}, reranked by {esc(info.get('reranker'))}</td></tr>"
+        f"<tr><th>Reader</th><td>{esc(reader.get('name'))} ({esc(reader.get('precision'))}), sha256 "
+        f"<code>{esc(reader.get('sha256'))}</code></td></tr>"
         f"<tr><th>Index settings</th><td>{esc(settings_text)}</td></tr>"
         f"<tr><th>Index folder</th><td>{esc(info.get('index'))}</td></tr>"
         "</tbody></table><h4>Documents</h4>"
