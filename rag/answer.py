@@ -54,7 +54,11 @@ REPEAT_OVERLAP = 0.6
 MARGIN_CLIP = 20.0
 
 #: Evidence features, in the order the abstention model's coefficients are given.
-FEATURES = ("reader_logit", "span_margin", "top_passage_cosine")
+FEATURES = ("reader_logit", "span_margin", "best_span_margin", "top_passage_cosine")
+
+
+def _clip(margin: float) -> float:
+    return max(-MARGIN_CLIP, min(MARGIN_CLIP, margin)) if math.isfinite(margin) else -MARGIN_CLIP
 
 
 def word_count(text: str) -> int:
@@ -75,8 +79,10 @@ class Candidate:
     start: int
     end: int
     passage_rank: int
-    #: The reader's logit for the sentence, plus the prior of its passage's rank (``Config.sentence_rank_prior``).
+    #: The reader's logit for the sentence.
     logit: float
+    #: What sentences are ranked by: the logit plus the prior of its passage's rank (``Config.sentence_rank_prior``).
+    score: float
     prev_start: int = -1  # the sentence before it in the same passage (-1: none)
     answer_start: int = -1  # the span head's answer, when it lies in this sentence
     answer_end: int = -1
@@ -103,17 +109,17 @@ class Answerer:
                 key = (p.doc_id, s.start, s.end)
                 if word_count(sentence) >= MIN_SENTENCE_WORDS and not is_label(sentence) and key not in out:
                     inside = s.start <= reading.span_start and reading.span_end <= s.end
-                    out[key] = Candidate(p.doc_id, s.start, s.end, p.rank, s.logit + prior / p.rank, prev,
+                    out[key] = Candidate(p.doc_id, s.start, s.end, p.rank, s.logit, s.logit + prior / p.rank, prev,
                                          reading.span_start if inside else -1, reading.span_end if inside else -1)
                 prev = s.start
-        return sorted(out.values(), key=lambda c: (-c.logit, c.passage_rank, c.start))
+        return sorted(out.values(), key=lambda c: (-c.score, c.passage_rank, c.start))
 
     def features(self, passages: Sequence[Passage], readings: Sequence[Reading], best: Candidate) -> dict[str, float]:
         reading = next((r for r in readings if r.passage.doc_id == best.doc_id
                         and r.passage.start <= best.start < r.passage.end), readings[0])
-        margin = reading.span_margin if math.isfinite(reading.span_margin) else -MARGIN_CLIP
         return {"reader_logit": best.logit,
-                "span_margin": max(-MARGIN_CLIP, min(MARGIN_CLIP, margin)),
+                "span_margin": _clip(reading.span_margin),
+                "best_span_margin": max(_clip(r.span_margin) for r in readings),
                 "top_passage_cosine": max(p.dense_score for p in passages)}
 
     def confidence(self, features: dict[str, float]) -> float:
@@ -154,9 +160,9 @@ class Answerer:
         """The best sentence (widened), and more that the reader scores nearly as high and that say
         something else (a report's summary often repeats a sentence of its body almost word for word)."""
         spans: list[tuple[Candidate, int, int]] = [(best, *self._widen(best))]
-        floor = best.logit - self.config.second_sentence_margin
+        floor = best.score - self.config.second_sentence_margin
         for cand in ranked[1:]:
-            if len(spans) >= self.config.answer_max_sentences or cand.logit < floor:
+            if len(spans) >= self.config.answer_max_sentences or cand.score < floor:
                 break
             a, b = self._widen(cand)
             if any(c.doc_id == cand.doc_id and a < e and s < b for c, s, e in spans):

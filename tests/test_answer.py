@@ -147,7 +147,7 @@ def test_low_reader_scores_abstain_and_keep_the_passages(seed_index_dir, config,
     a = _scripted(seed_index_dir, config, embedder, lambda s: -8.0)
     answer = a.ask("Which charity rescues and restores sex trafficking survivors in Myanmar?")
     assert answer.abstained and answer.text == ABSTAIN_MESSAGE and answer.passages
-    assert set(answer.features) == {"reader_logit", "span_margin", "top_passage_cosine"}
+    assert set(answer.features) == {"reader_logit", "span_margin", "best_span_margin", "top_passage_cosine"}
 
 
 def test_a_pronoun_sentence_takes_the_sentence_it_refers_to(seed_index_dir, config, embedder):

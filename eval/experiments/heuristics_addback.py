@@ -122,12 +122,12 @@ def main(paths: Sequence[str]) -> int:
             docs = assistant.documents
 
             def total(c: Candidate) -> float:
-                return c.logit + bonus(question, c, docs[c.doc_id].text[c.start:c.end], idf,
+                return c.score + bonus(question, c, docs[c.doc_id].text[c.start:c.end], idf,
                                        cosines.get((item.id, c.doc_id, c.start)))
 
             rescored = sorted(ranked, key=lambda c: -total(c))
             best = rescored[0]
-            shifted = [Candidate(c.doc_id, c.start, c.end, c.passage_rank, total(c) - 1e-9 * i,
+            shifted = [Candidate(c.doc_id, c.start, c.end, c.passage_rank, c.logit, total(c) - 1e-9 * i,
                                  c.prev_start, c.answer_start, c.answer_end) for i, c in enumerate(rescored)]
             spans = answerer._spans(shifted[0], shifted)
             spans.sort(key=lambda s: (s[0].doc_id != best.doc_id, s[0].doc_id, s[1]))
@@ -164,7 +164,7 @@ def main(paths: Sequence[str]) -> int:
                                  / (sum(weights.values()) or 1.0)),
         }
         rows_extra.append((item, {**feats, **extra}))
-    base = ["reader_logit", "span_margin", "top_passage_cosine"]
+    base = ["reader_logit", "span_margin", "best_span_margin", "top_passage_cosine"]
     print("\n| abstention features | unanswerable abstained (CV) | answerable abstained (CV) |\n|---|---|---|")
     for extra in ([], ["type_mismatch"], ["missing_anchor"], ["best_coverage"], ["missing_key_term"],
                   ["type_mismatch", "missing_anchor", "best_coverage", "missing_key_term"]):
