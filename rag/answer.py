@@ -199,8 +199,11 @@ class Answerer:
                 a, b = pieces[i][0], pieces[j][1]
                 if word_count(doc_text[a:b]) > budget:
                     break
-                holds = focus[0] < 0 or (a <= focus[0] and focus[1] <= b)
-                key = (holds, b - a if holds else -i)
+                if focus[0] < 0:  # nothing marked: the opening clauses, as many as fit
+                    key = (True, -i, b - a)
+                else:  # the longest run around the answer, the earliest of equals
+                    holds = a <= focus[0] and focus[1] <= b
+                    key = (holds, b - a if holds else 0, -i)
                 if best is None or key > best[0]:
                     best = (key, (a, b))
         if best is None or not best[0][0]:  # no run of whole clauses fits around the answer: cut at words

@@ -142,7 +142,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"built:   {info['created_at']} (updated {info['updated_at']})")
     reader = info.get("reader", {})
     print(f"reader:  {reader.get('name')} ({reader.get('precision')}, sha256 {reader.get('sha256')}) "
-          f"\u2190 {reader.get('path')}")
+          f"\u2190 {reader.get('folder')}")
     print(f"chunks:  {info['chunks']}")
     for d in info["documents"]:
         print(f"  {d['doc_id']}: {d['title']} ({d['chunks']} chunks) \u2190 {d['path']}")
@@ -266,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     set_offline_environment()
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command as given, recorded by train-reader
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:

@@ -286,7 +286,7 @@ class TrainedReader:
             return reader
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "sha256": self.sha256, "path": str(self.folder), "precision": self.precision,
+        return {"name": self.name, "sha256": self.sha256, "folder": str(self.folder), "precision": self.precision,
                 "max_length": self.max_length, "base_model": self.manifest.get("base_model", {}).get("name"),
                 "trained_at": self.manifest.get("created_at"), "commit": self.manifest.get("training", {}).get("commit")}
 

@@ -510,7 +510,9 @@ def export(network: Any, base: Path, out: Path, manifest: dict[str, Any]) -> dic
 
     def write(tmp: Path) -> None:
         state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in network.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT_NAME, "dtype": "float16"})
+        # One metadata key: safetensors writes a map's keys in no fixed order, and the same weights must
+        # give the same file (and sha256) every time.
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT_NAME})
         network.encoder.config.to_json_file(str(tmp / ENCODER_CONFIG))
         for name in TOKENIZER_FILES:
             if (base / name).is_file():
@@ -833,12 +835,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
 
 
-def training_command(argv: Sequence[str]) -> str:
-    """The command as typed: ``rag [global options] train-reader …`` or ``python -m rag.train …``."""
+def training_command(args: Sequence[str]) -> str:
+    """The command as given to ``rag`` (``python -m rag.train …`` runs the same ``rag train-reader …``)."""
     import shlex
 
-    args = [shlex.quote(a) for a in argv[1:]]
-    return ("rag " if "train-reader" in argv[1:] else "python -m rag.train ") + " ".join(args)
+    return "rag " + " ".join(shlex.quote(a) for a in args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -847,7 +848,7 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data) if args.data else home.parent / "shared" / "benchmarks"
     out = Path(args.out) if args.out else home / "models" / "reader"
     work_dir = Path(args.work_dir) if args.work_dir else home / ".cache" / "train-reader"
-    command = training_command(sys.argv)
+    command = training_command(getattr(args, "argv", None) or ["train-reader"])
     manifest = train(settings, data_dir, out, work_dir, resume=args.resume, checkpoint_every=args.checkpoint_every,
                      squad_train=Path(args.squad_train) if args.squad_train else None,
                      squad2=Path(args.squad2) if args.squad2 else None, qnli=Path(args.qnli) if args.qnli else None,

@@ -68,8 +68,9 @@ def test_passages_are_reranked_by_the_reader(assistant):
     read = [p for p in passages if p.reader_score is not None]
     assert len(read) == min(assistant.config.reader_passages, len(passages))
     assert [p.rank for p in passages] == list(range(1, len(passages) + 1))
-    assert [p.reader_score for p in read] == sorted((p.reader_score for p in read), reverse=True)
+    # The answering passage is the one the reader rates highest, and it comes first.
     assert "Eden Ministry" in passages[0].text
+    assert passages[0].reader_score == max(p.reader_score for p in read) > 0.5
 
 
 def test_long_sentence_is_trimmed_to_exact_clauses_around_the_answer(assistant):
@@ -119,7 +120,7 @@ class ScriptedReader:
                 sentences.append(SentenceScore(a, b, logit, 1 / (1 + 2.718281828 ** -logit)))
             best = max((s.probability for s in sentences), default=0.0)
             span = next(((s.start, s.start + 5) for s in sentences if s.logit > 0), (-1, -1))
-            out.append(Reading(p, best, tuple(sentences), span[0], span[1], 5.0 if span[0] >= 0 else -5.0))
+            out.append(Reading(p, best, tuple(sentences), span[0], span[1], 5.0 if span[0] >= 0 else -12.0))
         return out
 
 

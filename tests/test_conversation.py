@@ -90,5 +90,6 @@ def test_resolved_follow_up_finds_the_right_document(assistant):
     answer = assistant.ask(searched)
     assert not answer.abstained
     assert {c.doc_id for c in answer.citations} == {"sex-trafficking-in-laos"}
-    # The question it follows cites the Myanmar article.
-    assert assistant.ask(first).citations[0].doc_id == "sex-trafficking-in-myanmar"
+    # The question it follows is answered from the Myanmar documents, not the Laos article.
+    cited = {c.doc_id for c in assistant.ask(first).citations}
+    assert cited and cited <= {"sex-trafficking-in-myanmar", "compound-abuses-myanmar-border-areas-2023"}

@@ -38,9 +38,12 @@ def test_every_mode_returns_best_first_with_exact_spans(assistant, mode):
     assert len(passages) == 12
     assert [p.rank for p in passages] == list(range(1, 13))
     read = passages[:assistant.config.reader_passages]
-    # The reader's passages first, by its score; the rest in first-stage order.
+    # The reader's passages first, by the reader's score fused with the first-stage score; the rest in
+    # first-stage order.
     assert all(p.reader_score is not None for p in read)
-    assert all(a.reader_score >= b.reader_score for a, b in zip(read, read[1:]))
+    w, top = assistant.config.rerank_retrieval_weight, max(p.score for p in first_stage)
+    fused = [(1 - w) * p.reader_score + w * p.score / top for p in read]
+    assert all(a >= b - 1e-9 for a, b in zip(fused, fused[1:])), fused
     rest = passages[len(read):]
     assert all(p.reader_score is None for p in rest) and all(a.score >= b.score for a, b in zip(rest, rest[1:]))
     assert {(p.doc_id, p.start) for p in passages} == {(p.doc_id, p.start) for p in first_stage}

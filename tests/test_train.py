@@ -27,6 +27,18 @@ def _train(tmp_path: Path, name: str, *extra: str) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One uninterrupted tiny run, shared by the tests below; with what it printed."""
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        out = _train(tmp_path_factory.mktemp("train"), "run")
+    return out, printed.getvalue()
+
+
 def test_answers_are_located_and_ambiguous_ones_left_out():
     articles = read_squad(TRAIN)
     questions = [q for a in articles for p in a.paragraphs for q in p.questions]
@@ -47,9 +59,8 @@ def test_split_by_article_is_deterministic_and_never_empty():
 
 
 @pytest.mark.slow
-def test_training_end_to_end_exports_a_loadable_hash_checked_reader(tmp_path, capsys):
-    out = _train(tmp_path, "run")
-    printed = capsys.readouterr().out
+def test_training_end_to_end_exports_a_loadable_hash_checked_reader(trained):
+    out, printed = trained
     assert "squad_train_heldout" in printed and "answer_sentence_accuracy" in printed  # validation metrics printed
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["files"][WEIGHTS] == sha256_file(out / WEIGHTS)
@@ -58,7 +69,7 @@ def test_training_end_to_end_exports_a_loadable_hash_checked_reader(tmp_path, ca
     assert not set(manifest["training"]["heldout"]["squad2_dev_articles"]) \
         & set(manifest["training"]["trained_articles"]["squad2_dev"])
     card = (out / "README.md").read_text()
-    assert manifest["files"][WEIGHTS] in card and "rag train-reader" in card
+    assert manifest["files"][WEIGHTS] in card and "rag -q train-reader --squad-train" in card
     reader = TrainedReader(out, precision="float32")
     text = "The tower is 31 metres tall. Ships can see its light from far away."
     from rag import document_from_text
@@ -70,8 +81,8 @@ def test_training_end_to_end_exports_a_loadable_hash_checked_reader(tmp_path, ca
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, capsys):
-    straight = _train(tmp_path, "straight")
+def test_an_interrupted_run_resumes_to_the_same_weights(trained, tmp_path, capsys):
+    straight = trained[0]
     out = tmp_path / "resumed" / "reader"
     work = tmp_path / "resumed" / "work"
     base = ["-q", "train-reader", *TINY, "--out", str(out), "--work-dir", str(work)]
@@ -89,10 +100,10 @@ def test_missing_training_data_is_a_clear_error(tmp_path, capsys):
     assert err.startswith("error: ") and "--squad-train" in err and "Traceback" not in err
 
 
-def test_the_recorded_command_is_the_one_typed():
+def test_the_recorded_command_is_the_one_given():
     from rag.train import training_command
 
-    assert training_command(["/x/bin/rag", "-v", "train-reader", "--precision", "bfloat16"]) == \
+    assert training_command(["-v", "train-reader", "--precision", "bfloat16"]) == \
         "rag -v train-reader --precision bfloat16"
-    assert training_command(["/x/rag/train.py", "--questions", "10", "--out", "my dir"]) == \
-        "python -m rag.train --questions 10 --out 'my dir'"
+    assert training_command(["train-reader", "--questions", "10", "--out", "my dir"]) == \
+        "rag train-reader --questions 10 --out 'my dir'"

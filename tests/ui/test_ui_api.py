@@ -50,8 +50,9 @@ def test_ask_returns_an_answer_with_exact_quotes(client, server):
     for c in result["citations"]:
         assert f"[{c['number']}]" in result["text"]
         assert docs[c["doc_id"]].text[c["start"]:c["end"]] == c["quote"]
-    assert result["citations"][0]["doc_id"] == "sex-trafficking-in-myanmar"
-    assert "China" in result["text"]
+    assert {c["doc_id"] for c in result["citations"]} <= {"sex-trafficking-in-myanmar",
+                                                          "compound-abuses-myanmar-border-areas-2023"}
+    assert "trafficked" in result["text"]
     assert result["markdown"].startswith(f"**Q:** {MYANMAR_Q}")
     assert result["citations"][0]["quote"] in result["markdown"]
     assert len(result["passages"]) == 10  # the default number of passages
@@ -112,6 +113,7 @@ def test_documents_and_info(client, server):
     assert info["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert info["chunks"] == sum(d["chunks"] for d in info["documents"]) == len(server.assistant.index.chunks)
     assert info["created_at"]
+    assert info["reader"]["name"] == "minilm-reader-v1" and len(info["reader"]["sha256"]) == 64
 
 
 def test_upload_adds_updates_and_refuses(client, server, tmp_path):
