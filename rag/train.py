@@ -566,7 +566,8 @@ def model_card(m: dict[str, Any]) -> str:
     lines += ["", "## Use", "`rag` loads it offline through `rag.reader.TrainedReader` (every file checked against "
               "its sha256 first), by default with dynamic int8 quantisation of its linear layers "
               "(`Config.reader_precision`). It reads the top passages of the first-stage retrieval once each; "
-              "the assistant reranks them by the best sentence's probability, quotes the best sentences and "
+              "the assistant reranks them by the best sentence's probability together with the first-stage score "
+              "(`Config.rerank_retrieval_weight`), quotes the best sentences and "
               "decides whether to abstain from a logistic model over the reader's scores.", "",
               "## Licence", "The base model is Apache-2.0 and these weights are distributed under the same licence. "
               "They were trained on SQuAD (Rajpurkar et al., 2016 and 2018; CC BY-SA 4.0), credited here.", "",
