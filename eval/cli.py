@@ -140,7 +140,7 @@ def fit_abstention(args: argparse.Namespace, assistant: Assistant, gold: Any, co
         with progress_bar(len(data.questions) + len(data.unanswerable), progress, "squad features") as bar:
             rows += calibrate.squad_rows(squad, data.questions, bar, data.unanswerable)
     result = calibrate.calibrate(rows, features=features)
-    result["command"] = canonical_command(args, ())
+    result["command"] = canonical_command(args)
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(result, indent=2))
     # The features of every row, so other feature subsets can be compared without asking again.
@@ -164,8 +164,10 @@ def default_out(fmt: str) -> Path:
     return out
 
 
-def canonical_command(args: argparse.Namespace, retrievers: Sequence[str]) -> str:
-    """The command that reproduces this run (as given, options in a fixed order)."""
+def canonical_command(args: argparse.Namespace, retrievers: Sequence[str] | None = None) -> str:
+    """The command that reproduces this run (as given, options in a fixed order); ``retrievers`` as
+    resolved, by default as given."""
+    retrievers = list(args.retriever or []) if retrievers is None else retrievers
     parts = ["rag"]
     if args.index:
         parts += ["--index", args.index]
