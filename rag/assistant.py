@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -18,7 +19,7 @@ from .documents import display_path, expand_paths, load_documents, resolve_store
 from .embedding import Embedder
 from .errors import (EmptyCorpusError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, InputError,
                      QuestionTruncatedWarning)
-from .index import Index, write_lock
+from .index import Index, check_writable_target, write_lock
 from .reader import Reader, TrainedReader
 from .retrieval import Retriever, make_reranker
 from .tokens import truncate_tokens
@@ -230,6 +231,7 @@ def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | No
     """
     config = config or Config()
     folder = Path(index_dir) if index_dir is not None else default_index_dir(config)
+    check_writable_target(folder)  # before any work: a file or a foreign folder is refused, untouched
     embedder = embedder or Embedder(config.model_name, config.embed_dtype, config.embed_batch_size)
     with write_lock(folder):
         sources: list[str] = []
@@ -245,6 +247,12 @@ def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | No
                 rebuild = True
                 sources = _recorded_sources(folder)
                 previous = None
+        if previous is None and not paths and not sources and folder.is_dir() and any(folder.iterdir()) \
+                and folder.resolve() != default_index_dir(config).resolve():
+            # The seeds are the sources of the default index only; another index's are unknown now.
+            raise InputError(f"the index at {folder} has no readable manifest, so the documents it was built "
+                             f"from are unknown; rebuild it from them with: rag ingest PATHS --rebuild "
+                             f"--index {folder}")
         report, index = _plan_and_build(previous, paths, config, embedder, rebuild=rebuild, progress=progress,
                                         sources=sources, folder=folder)
         if previous is None or report.modified or rebuild or _describes_differently(previous, index):
@@ -274,6 +282,24 @@ def _recorded_sources(folder: Path) -> list[str]:
         return []
 
 
+def _with_unique_id(doc: Document, known: Mapping[str, Document], new: Mapping[str, Document],
+                    by_file: Mapping[Path, str], home: Path) -> Document:
+    """The document under the id its file had before; or, when another file still holds its id
+    (``r2023/summary.txt`` then ``r2024/summary.txt``), under the id with a suffix from its path, as
+    ``load_documents`` names same-named files of one run, so neither replaces the other. A file that
+    moved (its old path gone) keeps its id."""
+    source = resolve_stored_path(doc.path, home).resolve()
+    if source in by_file:
+        return replace(doc, doc_id=by_file[source])
+    holder = known.get(doc.doc_id)
+    if doc.doc_id not in new and (holder is None or not resolve_stored_path(holder.path, home).exists()):
+        return doc
+    doc_id = f"{doc.doc_id}-{hashlib.sha1(doc.path.encode()).hexdigest()[:6]}"
+    log.warning("%s: the id %r belongs to %s; indexed as %r", doc.path, doc.doc_id,
+                holder.path if holder is not None else "another file", doc_id)
+    return replace(doc, doc_id=doc_id)
+
+
 def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, config: Config, embedder: Embedder,
                     *, rebuild: bool, progress: bool, sources: list[str], folder: Path) -> tuple[IngestReport, Index]:
     """Work out added/changed/removed documents and build the new index (not saved)."""
@@ -295,7 +321,9 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
 
     new: dict[str, Document] = {}
     added, changed, unchanged = [], [], []
+    by_file = {resolve_stored_path(d.path, home).resolve(): i for i, d in known.items()}
     for doc in docs:
+        doc = _with_unique_id(doc, known, new, by_file, home)
         old = known.get(doc.doc_id)
         if old is None:
             added.append(doc.doc_id)

@@ -36,7 +36,7 @@ import numpy as np
 from .chunking import Chunker
 from .config import Config
 from .embedding import Embedder
-from .errors import (IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError)
+from .errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, InputError
 from .lexical import BM25Index
 from .types import Block, Chunk, Document, Section
 
@@ -181,6 +181,7 @@ class Index:
         import faiss
 
         folder = Path(folder)
+        check_writable_target(folder)  # never replace what is not an index
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
@@ -305,6 +306,28 @@ def _fsync_tree(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+#: What an index folder may hold; a folder holding anything else is not ours to replace.
+INDEX_ENTRIES = frozenset({MANIFEST, VECTORS, CHUNKS, DOCUMENTS, BM25_DIR})
+
+
+def check_writable_target(folder: Path) -> None:
+    """Refuse to write an index over something that is not one: a file, or a folder holding other files
+    (documents, notes, a project). An empty folder, or an index with its manifest lost, may be replaced."""
+    folder = Path(folder)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise InputError(f"--index {folder} is a file, not an index folder; choose another --index")
+    if not folder.is_dir():
+        return
+    try:
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in INDEX_ENTRIES)
+    except OSError as exc:
+        raise InputError(f"cannot read --index {folder} ({exc.strerror or exc}); choose another --index") from exc
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise InputError(f"--index {folder} is a folder that is not an index (it holds {shown}); nothing was "
+                         f"changed. Choose another --index, or an empty or new folder")
 
 
 def _swap_in(tmp: Path, folder: Path) -> None:

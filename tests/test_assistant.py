@@ -64,3 +64,74 @@ def test_assistant_ingest_adds_a_file(writable_index, tmp_path, config, embedder
     assert len(assistant.documents) == 5
     answer = assistant.ask("How many Kenyan survivors did the Mae Sot shelter house?")
     assert "14 survivors" in answer.text
+
+
+# ------------------------------------------------------------- ingest never loses data
+def _tiny_corpus(folder, name="note.md", text="# Lighthouse\n\nThe lighthouse keeper counted 31 ships in May.\n"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_ingest_refuses_a_folder_that_is_not_an_index_and_keeps_it(tmp_path, config, embedder, capsys):
+    from rag import ingest
+    from rag.cli import main
+
+    docs = _tiny_corpus(tmp_path / "docs")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(InputError, match="not an index.*notes.csv"):
+        ingest([docs], victim, config, embedder=embedder)
+    assert main(["-q", "--index", str(victim), "ingest", str(docs)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and err.count("\n") == 1
+    assert sorted(p.name for p in victim.iterdir()) == ["notes.csv"]
+    assert (victim / "notes.csv").read_text(encoding="utf-8") == "a,b\n1,2\n"
+
+
+def test_ingest_into_its_own_source_folder_keeps_the_sources(tmp_path, config, embedder):
+    from rag import ingest
+
+    src = _tiny_corpus(tmp_path / "selfsrc")
+    with pytest.raises(InputError, match="not an index"):
+        ingest([src], src, config, embedder=embedder)
+    assert (src / "note.md").is_file()
+
+
+def test_ingest_refuses_an_index_path_that_is_a_file(tmp_path, config, embedder):
+    from rag import ingest
+
+    target = tmp_path / "afile.dat"
+    target.write_bytes(b"keep me")
+    with pytest.raises(InputError, match="is a file"):
+        ingest([_tiny_corpus(tmp_path / "docs")], target, config, embedder=embedder)
+    assert target.read_bytes() == b"keep me"
+
+
+def test_same_file_name_in_two_folders_ingested_apart_keeps_both(tmp_path, config, embedder):
+    from rag import ingest
+
+    a = _tiny_corpus(tmp_path / "r2023", "summary.txt", "Summary 2023\n\nIn 2023 the shelter housed 40 survivors.\n")
+    b = _tiny_corpus(tmp_path / "r2024", "summary.txt", "Summary 2024\n\nIn 2024 the shelter housed 75 survivors.\n")
+    index = tmp_path / "idx"
+    first, _ = ingest([a], index, config, embedder=embedder)
+    second, built = ingest([b], index, config, embedder=embedder)
+    assert second.changed == [] and len(second.added) == 1 and second.added[0] != first.added[0]
+    assert {d.path.split("/")[-2] for d in built.documents.values()} == {"r2023", "r2024"}
+    # Re-ingesting the second file finds it under the id it was given, unchanged.
+    again, _ = ingest([b], index, config, embedder=embedder)
+    assert again.added == [] and again.changed == [] and second.added[0] in again.unchanged
+
+
+def test_a_lost_manifest_never_falls_back_to_the_seeds(tmp_path, config, embedder):
+    from rag import ingest
+
+    docs = _tiny_corpus(tmp_path / "docs")
+    index = tmp_path / "idx"
+    ingest([docs], index, config, embedder=embedder)
+    (index / "manifest.json").unlink()
+    with pytest.raises(InputError, match="rag ingest PATHS --rebuild"):
+        ingest(None, index, config, embedder=embedder, rebuild=True)
+    report, built = ingest([docs], index, config, embedder=embedder, rebuild=True)  # its own sources: fine
+    assert list(built.documents) == ["note"] and report.added == ["note"]
