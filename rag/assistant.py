@@ -21,7 +21,7 @@ from .errors import (EmptyCorpusError, IndexCorruptError, IndexMismatchError, In
                      QuestionTruncatedWarning)
 from .index import Index, check_writable_target, write_lock
 from .reader import Reader, TrainedReader
-from .retrieval import Retriever, make_reranker
+from .retrieval import Retriever, doc_id_set, make_reranker
 from .tokens import truncate_tokens
 from .types import Answer, Document, IngestReport, Passage, Reading
 
@@ -63,6 +63,8 @@ class Assistant:
              build_if_missing: bool = True, progress: bool = False) -> "Assistant":
         """Open an index (default ``embeddings/default``); build the default one from ``seeds/`` if missing."""
         config = config or Config()
+        if index_dir is not None and not isinstance(index_dir, (str, Path)):
+            raise InputError(f"index_dir must be a folder path, got {type(index_dir).__name__} {index_dir!r}")
         folder = Path(index_dir) if index_dir is not None else default_index_dir(config)
         try:
             return cls(Index.load(folder, config), config)
@@ -125,6 +127,11 @@ class Assistant:
     def _question(self, question: Any) -> str:
         if not isinstance(question, str):
             raise InputError(f"question must be text, got {type(question).__name__}")
+        try:
+            question.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: undecodable bytes from a terminal, or bad JSON
+            raise InputError(f"the question holds characters that are not valid text (position {exc.start}); "
+                             "retype it or check its encoding (UTF-8)") from None
         question = " ".join(question.split())
         if not question:
             raise InputError("the question is empty; type a question")
@@ -191,7 +198,8 @@ class Assistant:
 
     def remove(self, doc_ids: Collection[str]) -> IngestReport:
         """Drop documents from the index by id."""
-        unknown = set(doc_ids) - set(self.index.documents)
+        doc_ids = doc_id_set(doc_ids)
+        unknown = doc_ids - set(self.index.documents)
         if unknown:
             raise InputError(f"unknown document id(s): {', '.join(sorted(unknown))}")
         folder = self.index.path
@@ -230,6 +238,8 @@ def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | No
     (what ``make run`` wants for the default index, derived from seeds/).
     """
     config = config or Config()
+    if index_dir is not None and not isinstance(index_dir, (str, Path)):
+        raise InputError(f"index_dir must be a folder path, got {type(index_dir).__name__} {index_dir!r}")
     folder = Path(index_dir) if index_dir is not None else default_index_dir(config)
     check_writable_target(folder)  # before any work: a file or a foreign folder is refused, untouched
     embedder = embedder or Embedder(config.model_name, config.embed_dtype, config.embed_batch_size)

@@ -280,7 +280,10 @@ def _catalogue(folder: Path) -> dict[str, dict]:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return {entry["file"]: entry for entry in data.get("documents", []) if "file" in entry}
+        if not isinstance(data, dict) or not isinstance(data.get("documents", []), list):
+            raise ValueError("expected an object with a list of \"documents\"")
+        return {entry["file"]: entry for entry in data.get("documents", [])
+                if isinstance(entry, dict) and isinstance(entry.get("file"), str)}
     except (OSError, ValueError, TypeError, KeyError) as exc:
         log.warning("ignoring unreadable catalogue %s: %s", path, exc)
         return {}

@@ -244,11 +244,15 @@ class Index:
                     if row["id"] != i:
                         raise IndexCorruptError(f"{folder / CHUNKS}: row {i} has id {row['id']}")
                     doc = documents[row["doc_id"]]
+                    if not 0 <= row["start"] < row["end"] <= len(doc.text):
+                        raise IndexCorruptError(f"{folder / CHUNKS}: row {i} spans {row['start']}-{row['end']}, "
+                                                f"outside its document ({len(doc.text)} characters); rebuild with: "
+                                                f"rag ingest --rebuild --index {folder}")
                     chunks.append(Chunk(row["doc_id"], row["section"], row["start"], row["end"],
                                         doc.text[row["start"]:row["end"]], row.get("kind", "body"),
                                         row.get("tokens", 0)))
             bm25 = BM25Index.load(folder / BM25_DIR)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
             if isinstance(exc, IndexCorruptError):
                 raise
             raise IndexCorruptError(f"index at {folder} cannot be read ({type(exc).__name__}: {exc}); rebuild with: "
@@ -265,8 +269,23 @@ class Index:
         return self.vectors.reconstruct_batch(np.asarray(rows, dtype=np.int64))
 
 
-def check_manifest(manifest: dict[str, Any], folder: Path, config: Config) -> None:
-    """Refuse indexes of another format, model or dimension, saying how to fix it."""
+def check_manifest(manifest: Any, folder: Path, config: Config) -> None:
+    """Refuse indexes of another format, model or dimension, or a manifest of the wrong shape, saying how
+    to fix it."""
+    rebuild = f"rebuild it with: rag ingest PATHS --rebuild --index {folder}"
+    if not isinstance(manifest, dict):
+        raise IndexCorruptError(f"{folder / MANIFEST} holds {type(manifest).__name__}, not a manifest; {rebuild}")
+    shapes = {"model": dict, "files": dict, "counts": dict, "sources": list, "documents": list}
+    for key, kind in shapes.items():
+        if key in ("model", "files", "counts") and key not in manifest and manifest.get("format") == FORMAT_NAME:
+            raise IndexCorruptError(f"{folder / MANIFEST} has no {key!r}; {rebuild}")
+        if key in manifest and not isinstance(manifest[key], kind):
+            raise IndexCorruptError(f"{folder / MANIFEST}: {key!r} should be a {'list' if kind is list else 'mapping'}, "
+                                    f"not {type(manifest[key]).__name__}; {rebuild}")
+    if manifest.get("format") == FORMAT_NAME and not (
+            all(isinstance(k, str) and isinstance(v, str) for k, v in manifest["files"].items())
+            and isinstance(manifest["counts"].get("chunks"), int)):
+        raise IndexCorruptError(f"{folder / MANIFEST}: 'files' or 'counts' is malformed; {rebuild}")
     if manifest.get("format") != FORMAT_NAME:
         raise IndexMismatchError(f"{folder} is not an index of this assistant (format {manifest.get('format')!r}); "
                                  "point --index at an index folder or build one with: rag ingest PATHS --index DIR")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Collection, Protocol, Sequence
+from typing import Any, Collection, Protocol, Sequence
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class Retriever:
     def _allowed_rows(self, doc_ids: Collection[str] | None) -> np.ndarray | None:
         if doc_ids is None:
             return None
-        wanted = set(doc_ids)
+        wanted = doc_id_set(doc_ids)
         unknown = wanted - set(self.index.documents)
         if unknown:
             raise InputError(f"unknown document id(s): {', '.join(sorted(unknown))}; "
@@ -134,6 +134,19 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- reranking
+def doc_id_set(doc_ids: Any) -> set[str]:
+    """Document ids as a set: one id given as a string is that id (not its characters)."""
+    if isinstance(doc_ids, str):
+        return {doc_ids}
+    try:
+        ids = set(doc_ids)
+    except TypeError:
+        raise InputError(f"doc_ids must be a document id or a list of them, got {type(doc_ids).__name__}") from None
+    if not all(isinstance(i, str) for i in ids):
+        raise InputError(f"doc_ids must be strings, got {sorted(map(repr, ids))}")
+    return ids
+
+
 class Reranker(Protocol):
     """Reorders first-stage passages, best first (it may use what the reader made of them)."""
 

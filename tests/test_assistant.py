@@ -135,3 +135,32 @@ def test_a_lost_manifest_never_falls_back_to_the_seeds(tmp_path, config, embedde
         ingest(None, index, config, embedder=embedder, rebuild=True)
     report, built = ingest([docs], index, config, embedder=embedder, rebuild=True)  # its own sources: fine
     assert list(built.documents) == ["note"] and report.added == ["note"]
+
+
+# ------------------------------------------------------------- bad input: clear errors, not tracebacks
+@pytest.mark.parametrize("question", ["Laos \udcff\udcfe women?", "\ud800"])
+def test_undecodable_question_is_refused_clearly(assistant, question):
+    with pytest.raises(InputError, match="not valid text"):
+        assistant.ask(question)
+
+
+def test_undecodable_question_on_the_command_line_is_one_line(seed_index_dir, capsys):
+    from rag.cli import main
+
+    # What Python makes of `rag ask $'Laos \xff\xfe women?'`: surrogate escapes.
+    assert main(["--index", str(seed_index_dir), "ask", b"Laos \xff\xfe women?".decode("utf-8", "surrogateescape")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not valid text" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("bad", [12345, 3.5, ["a"]])
+def test_load_with_a_non_path_is_an_input_error(bad):
+    with pytest.raises(InputError, match="index_dir must be a folder path"):
+        Assistant.load(bad)
+
+
+def test_one_document_id_as_a_string_is_that_id(assistant):
+    passages = assistant.retrieve("corruption and bribes", k=3, doc_ids="sex-trafficking-in-laos")
+    assert passages and {p.doc_id for p in passages} == {"sex-trafficking-in-laos"}
+    with pytest.raises(InputError, match="doc_ids must be"):
+        assistant.retrieve("corruption", doc_ids=12)

@@ -140,3 +140,13 @@ def test_doc_ids_are_stable_and_unique(tmp_path):
 def test_parse_rejects_blank_text():
     with pytest.raises(DocumentError):
         parse_document("  \n ", doc_id="x")
+
+
+@pytest.mark.parametrize("catalogue", ["[]", '{"documents": 5}', '{"documents": ["x", 3, {"file": 7}]}', "null"])
+def test_a_malformed_catalogue_is_ignored_not_fatal(tmp_path, catalogue):
+    from rag import load_documents
+
+    (tmp_path / "a.md").write_text("# A title\n\nSome text about lighthouses.\n", encoding="utf-8")
+    (tmp_path / "catalogue.json").write_text(catalogue, encoding="utf-8")
+    docs, skipped = load_documents([tmp_path])
+    assert [d.doc_id for d in docs] == ["a"] and not skipped

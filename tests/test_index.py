@@ -184,3 +184,42 @@ def test_changed_bm25_settings_rewrite_the_index_without_re_embedding(writable_i
     loaded = Index.load(writable_index, config)
     assert loaded.manifest["bm25"]["k1"] == 1.5 and loaded.manifest["bm25"]["b"] == 0.6
     assert (loaded.bm25.k1, loaded.bm25.b) == (1.5, 0.6)
+
+
+# ------------------------------------------------------------- manifests of the wrong shape
+@pytest.mark.parametrize("manifest", [
+    "[]", "null", "5", '"text"',
+    "MISSING_MODEL", "FILES_AS_LIST", "SOURCES_AS_NUMBER", "COUNTS_NOT_A_MAPPING",
+])
+def test_a_malformed_manifest_is_a_clear_error(writable_index, config, manifest):
+    import json as _json
+
+    from rag.errors import IndexError_
+    from rag.index import Index
+
+    path = writable_index / "manifest.json"
+    good = _json.loads(path.read_text(encoding="utf-8"))
+    edits = {"MISSING_MODEL": lambda m: m.pop("model"), "FILES_AS_LIST": lambda m: m.update(files=list(m["files"])),
+             "SOURCES_AS_NUMBER": lambda m: m.update(sources=5), "COUNTS_NOT_A_MAPPING": lambda m: m.update(counts=[])}
+    if manifest in edits:
+        edits[manifest](good)
+        manifest = _json.dumps(good)
+    path.write_text(manifest, encoding="utf-8")
+    with pytest.raises(IndexError_, match="rag ingest"):
+        Index.load(writable_index, config)
+
+
+def test_chunk_spans_beyond_the_document_are_refused_at_load(writable_index, config):
+    import json as _json
+
+    from rag.errors import IndexCorruptError
+    from rag.index import CHUNKS, MANIFEST, Index, _sha256_file
+
+    rows = [_json.loads(line) for line in (writable_index / CHUNKS).read_text(encoding="utf-8").splitlines()]
+    rows[0]["end"] = 10 ** 9
+    (writable_index / CHUNKS).write_text("".join(_json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    manifest = _json.loads((writable_index / MANIFEST).read_text(encoding="utf-8"))
+    manifest["files"][CHUNKS] = _sha256_file(writable_index / CHUNKS)  # consistent hashes: the span itself is wrong
+    (writable_index / MANIFEST).write_text(_json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="outside its document"):
+        Index.load(writable_index, config)
