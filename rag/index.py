@@ -369,9 +369,14 @@ def _recover(folder: Path) -> None:
 
 
 def cleanup_temporaries(folder: Path) -> None:
-    """Remove temporary folders left by crashed writers (call only while holding the write lock)."""
+    """Remove temporary folders left by crashed writers (call only while holding the write lock, after
+    ``_recover``): half-written ``.tmp-`` folders, and ``.old-`` versions once ``folder`` itself holds an
+    index again."""
     for leftover in folder.parent.glob(f".tmp-{folder.name}-*"):
         shutil.rmtree(leftover, ignore_errors=True)
+    if (folder / MANIFEST).is_file():
+        for leftover in folder.parent.glob(f".old-{folder.name}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextlib.contextmanager

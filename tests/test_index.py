@@ -110,6 +110,16 @@ def test_crash_between_renames_is_recovered(writable_index):
     assert len(index.documents) == 4 and writable_index.is_dir()
 
 
+def test_a_stale_old_version_is_removed_by_the_next_writer(writable_index):
+    from rag.index import write_lock
+
+    stale = writable_index.parent / f".old-{writable_index.name}-deadbeef"
+    shutil.copytree(writable_index, stale)  # as if a crash came after the swap, before the old one was removed
+    with write_lock(writable_index):
+        pass
+    assert not stale.exists() and len(Index.load(writable_index).documents) == 4
+
+
 def test_reingest_reembeds_only_the_changed_file(writable_index, tmp_path, embedder, monkeypatch):
     docs = tmp_path / "docs"
     shutil.copytree(SEEDS, docs)
