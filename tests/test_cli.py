@@ -72,3 +72,21 @@ def test_info_names_the_reader_and_its_hash(seed_index_dir, capsys, reader):
     assert info["reader"]["sha256"] == reader.sha256 and info["reader"]["name"] == reader.name
     assert main(["--index", str(seed_index_dir), "info"]) == 0
     assert f"sha256 {reader.sha256}" in capsys.readouterr().out
+
+
+def test_serve_on_a_taken_port_is_one_line_before_anything_loads(capsys, monkeypatch):
+    import socket
+
+    from rag import Assistant
+
+    def no_load(*args, **kwargs):  # the port is checked first: nothing slow may happen before
+        raise AssertionError("the index was loaded before the port was checked")
+
+    monkeypatch.setattr(Assistant, "load", classmethod(no_load))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot serve on 127.0.0.1:") and "--port" in err and err.count("\n") == 1

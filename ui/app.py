@@ -777,11 +777,14 @@ def start(app: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, auth: st
     credentials = parse_auth(auth) if isinstance(auth, str) else auth
     limit = 2 * getattr(app, "rag_config", Config()).max_upload_bytes
     app.queue(default_concurrency_limit=1)
-    _server, url, _share = app.launch(
-        server_name=host, server_port=port, auth=credentials, inbrowser=open_browser, share=False,
-        prevent_thread_lock=True, show_error=True, quiet=True, ssr_mode=False, pwa=False, mcp_server=False,
-        max_file_size=limit, theme=theme(), css=CSS, enable_monitoring=False, footer_links=["api"],
-        auth_message="This research assistant is password protected." if credentials else None)
+    try:
+        _server, url, _share = app.launch(
+            server_name=host, server_port=port, auth=credentials, inbrowser=open_browser, share=False,
+            prevent_thread_lock=True, show_error=True, quiet=True, ssr_mode=False, pwa=False, mcp_server=False,
+            max_file_size=limit, theme=theme(), css=CSS, enable_monitoring=False, footer_links=["api"],
+            auth_message="This research assistant is password protected." if credentials else None)
+    except OSError as exc:  # the port was taken between the check and the launch
+        raise InputError(f"cannot serve on {host}:{port} ({exc}); stop what uses it or pass --port N") from None
     log.info("UI at %s", url)
     if block:
         try:
@@ -791,10 +794,31 @@ def start(app: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, auth: st
     return url
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port that is taken or not ours to bind, in one line, before anything slow happens."""
+    import socket
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InputError(f"port must be a number from 0 to 65535, got {port!r}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InputError(f"cannot serve on host {host!r} ({exc.strerror}); pass --host 127.0.0.1") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no clash
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InputError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); stop what uses it or pass "
+                             f"--port N") from None
+
+
 def serve(index_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
           open_browser: bool = False, config: Config | None = None) -> None:
     """Load the index (the default one is built from seeds/ when missing) and serve the UI until stopped."""
     config = config or Config()
+    check_port(host, port)  # before the index and the models load
     assistant = Assistant.load(index_dir, config)
     started = time.perf_counter()
     assistant.retrieve("warm up", k=1)  # load the model now, not on the first question
