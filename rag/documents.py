@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".md")
 CATALOGUE_NAME = "catalogue.json"
+#: File formats told by their first bytes (a PDF renamed .txt is still a PDF).
+_FORMATS = ((b"%PDF-", "PDF"), (b"PK\x03\x04", "ZIP (or DOCX/XLSX/ODT)"), (b"\xd0\xcf\x11\xe0", "Microsoft Office (old)"),
+            (b"{\\rtf", "RTF"), (b"\x89PNG", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"),
+            (b"\x1f\x8b", "gzip"), (b"\x7fELF", "executable"))
 #: Bytes sniffed for NUL characters to tell binary files from text.
 _BINARY_SNIFF = 8192
 
@@ -261,13 +265,31 @@ def read_text_file(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as exc:
         raise DocumentError(f"{path.name}: cannot be read ({exc.strerror or exc})") from exc
+    kind = next((name for magic, name in _FORMATS if raw.startswith(magic)), None)
+    if kind is not None:  # sniffed by content, whatever the file is called
+        raise DocumentError(f"{path.name}: is a {kind} file, not text (whatever its name says); only .txt and .md "
+                            "text can be indexed: export it as plain text first")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with a byte-order mark
+        try:
+            text = raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(f"{path.name}: starts like UTF-16 text but is not (bad bytes at offset "
+                                f"{exc.start}); convert it to UTF-8") from exc
+        if "\x00" in text[:_BINARY_SNIFF]:
+            raise DocumentError(f"{path.name}: looks like a binary file, not text")
+        return _checked_text(path, text)
     if b"\x00" in raw[:_BINARY_SNIFF]:
-        raise DocumentError(f"{path.name}: looks like a binary file, not text")
+        raise DocumentError(f"{path.name}: looks like a binary file, not text (UTF-16 without a byte-order mark "
+                            "also looks so: convert it to UTF-8)")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DocumentError(f"{path.name}: is not UTF-8 text (bad byte at offset {exc.start}); "
                             "convert it to UTF-8") from exc
+    return _checked_text(path, text)
+
+
+def _checked_text(path: Path, text: str) -> str:
     if not text.strip():
         raise DocumentError(f"{path.name}: is empty")
     return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -150,3 +150,24 @@ def test_a_malformed_catalogue_is_ignored_not_fatal(tmp_path, catalogue):
     (tmp_path / "catalogue.json").write_text(catalogue, encoding="utf-8")
     docs, skipped = load_documents([tmp_path])
     assert [d.doc_id for d in docs] == ["a"] and not skipped
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n", "is a PDF file"),
+    (b"PK\x03\x04\x14\x00 word/document.xml", "is a ZIP"),
+])
+def test_a_binary_format_under_a_txt_name_is_recognised_by_content(tmp_path, raw, message):
+    from rag import DocumentError, read_text_file
+
+    path = tmp_path / "report.txt"
+    path.write_bytes(raw)
+    with pytest.raises(DocumentError, match=message):
+        read_text_file(path)
+
+
+def test_utf16_with_a_byte_order_mark_is_read(tmp_path):
+    from rag import read_text_file
+
+    path = tmp_path / "notes.txt"
+    path.write_bytes("Notes\n\nThe shelter in Vientiane opened in 2024.\n".encode("utf-16"))
+    assert "Vientiane opened in 2024" in read_text_file(path)
