@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -15,7 +14,7 @@ from typing import Any, Collection, Mapping, Sequence
 
 from .answer import Answerer
 from .config import Config, default_index_dir, default_seeds_dir, project_home
-from .documents import display_path, expand_paths, load_documents, resolve_stored_path
+from .documents import display_path, expand_paths, load_documents, resolve_stored_path, suffixed_id
 from .embedding import Embedder
 from .errors import (EmptyCorpusError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, InputError,
                      QuestionTruncatedWarning)
@@ -304,7 +303,7 @@ def _with_unique_id(doc: Document, known: Mapping[str, Document], new: Mapping[s
     holder = known.get(doc.doc_id)
     if doc.doc_id not in new and (holder is None or not resolve_stored_path(holder.path, home).exists()):
         return doc
-    doc_id = f"{doc.doc_id}-{hashlib.sha1(doc.path.encode()).hexdigest()[:6]}"
+    doc_id = suffixed_id(doc.doc_id, doc.path)
     log.warning("%s: the id %r belongs to %s; indexed as %r", doc.path, doc.doc_id,
                 holder.path if holder is not None else "another file", doc_id)
     return replace(doc, doc_id=doc_id)

@@ -311,6 +311,12 @@ def _catalogue(folder: Path) -> dict[str, dict]:
         return {}
 
 
+def suffixed_id(doc_id: str, stored_path: str) -> str:
+    """The id of a file whose name another file's id already has: suffixed by a hash of its path, so it is
+    the same on every run."""
+    return f"{doc_id}-{hashlib.sha1(stored_path.encode()).hexdigest()[:6]}"
+
+
 def display_path(path: Path, home: Path | None = None) -> str:
     """Path as stored in an index: relative to the project home when inside it."""
     home = (home or project_home()).resolve()
@@ -381,7 +387,7 @@ def load_documents(paths: Sequence[str | Path], home: Path | None = None
         doc_id = slugify(f.stem)
         if doc_id in used_ids and used_ids[doc_id] != stored:
             # Same file name in two folders: keep ids stable by suffixing a hash of the path.
-            doc_id = f"{doc_id}-{hashlib.sha1(stored.encode()).hexdigest()[:6]}"
+            doc_id = suffixed_id(doc_id, stored)
         try:
             text = read_text_file(f)
             meta = {k: v for k, v in entry.items() if k not in ("file", "title") and v is not None}
