@@ -13,7 +13,7 @@ from .conversation import is_followup, resolve_followup
 from .answer import ABSTAIN_MESSAGE
 from .documents import document_from_text, load_documents, read_text_file
 from .errors import (ConfigError, DocumentError, EmptyCorpusError, IndexBusyError, IndexCorruptError,
-                     IndexMismatchError, IndexNotFoundError, InputError, ModelError, QuestionTruncatedWarning,
+                     IndexMismatchError, IndexNotFoundError, IndexWriteError, InputError, ModelError, QuestionTruncatedWarning,
                      RagError)
 from .reader import Reader, TrainedReader
 from .retrieval import Reranker
@@ -36,6 +36,7 @@ __all__ = [
     "IndexCorruptError",
     "IndexMismatchError",
     "IndexNotFoundError",
+    "IndexWriteError",
     "IngestReport",
     "InputError",
     "ModelError",

@@ -8,7 +8,8 @@ import threading
 import time
 import warnings
 from collections import Counter
-from dataclasses import replace
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
@@ -17,8 +18,8 @@ from .config import Config, default_index_dir, default_seeds_dir, project_home
 from .documents import display_path, expand_paths, load_documents, resolve_stored_path, suffixed_id
 from .embedding import Embedder
 from .errors import (EmptyCorpusError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, InputError,
-                     QuestionTruncatedWarning)
-from .index import Index, check_writable_target, write_lock
+                     QuestionTruncatedWarning, RagError)
+from .index import Index, check_writable_target, disk_stamp, write_lock
 from .reader import Reader, TrainedReader
 from .retrieval import Retriever, doc_id_set, make_reranker
 from .tokens import truncate_tokens
@@ -42,19 +43,58 @@ class Assistant:
                                              self.config.embed_batch_size)
         self.reader = reader if reader is not None else load_reader(self.config)
         self.reranker = make_reranker(self.config.reranker, self.config.rerank_retrieval_weight)
-        self._lock = threading.RLock()
+        self._writing = threading.Lock()  # one write at a time in this process (the file lock: across processes)
+        self._reloading = threading.Lock()
+        self._failed_stamp: tuple[int, int, int] | None = None
         self._set_index(index)
 
     def _set_index(self, index: Index) -> None:
         model = index.manifest.get("model", {})
         if model.get("dimension", self.embedder.dimension) != self.embedder.dimension:
-            from .errors import IndexMismatchError
-
             raise IndexMismatchError(f"index dimension {model.get('dimension')} differs from the model's "
                                      f"{self.embedder.dimension}; rebuild it with: rag ingest --rebuild")
-        self.index = index
-        self.retriever = Retriever(index, self.embedder, self.config)
-        self.answerer = Answerer(index, self.config)
+        # One assignment publishes index, retriever and answerer together: a request running on another
+        # thread keeps the state it started with, and needs no lock to read it.
+        self._state = _State(index, Retriever(index, self.embedder, self.config), Answerer(index, self.config))
+
+    @property
+    def index(self) -> Index:
+        return self._state.index
+
+    @property
+    def retriever(self) -> Retriever:
+        return self._state.retriever
+
+    @property
+    def answerer(self) -> Answerer:
+        return self._state.answerer
+
+    def refresh(self) -> bool:
+        """Load the index again if another process (``rag ingest``, a second server) wrote a newer version.
+
+        Called before every request; costs one ``stat`` when nothing changed. A newer version that cannot
+        be loaded is reported once and the current one kept. Returns True when a newer version was loaded.
+        """
+        index = self._state.index
+        if index.path is None or not index.is_stale():
+            return False
+        if not self._reloading.acquire(blocking=False):  # another thread is loading it: go on with this one
+            return False
+        try:
+            stamp = disk_stamp(index.path)
+            if stamp is None or stamp == self._failed_stamp or self._state.index.stamp == stamp:
+                return False
+            try:
+                fresh = Index.load(index.path, self.config)
+            except RagError as exc:
+                self._failed_stamp = stamp
+                log.warning("kept the loaded index: the newer one at %s cannot be loaded (%s)", index.path, exc)
+                return False
+            self._set_index(fresh)
+            log.info("reloaded %s: written by another process (%d documents)", index.path, len(fresh.documents))
+            return True
+        finally:
+            self._reloading.release()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -102,7 +142,7 @@ class Assistant:
         index, _ = Index.build(documents, config, embedder, progress=progress, sources=sources)
         if index_dir is not None:
             folder = Path(index_dir)
-            with write_lock(folder):
+            with write_lock(folder, config.write_lock_timeout):
                 index.save(folder)
         return cls(index, config, embedder)
 
@@ -110,16 +150,19 @@ class Assistant:
     @property
     def documents(self) -> Mapping[str, Document]:
         """Indexed documents by id; ``documents[doc_id].text[start:end]`` is a quote."""
-        return self.index.documents
+        self.refresh()
+        return self._state.index.documents
 
     def info(self) -> dict[str, Any]:
         """What the "About this index" view shows."""
-        m = self.index.manifest
-        per_doc = Counter(c.doc_id for c in self.index.chunks)
-        return {"index": str(self.index.path) if self.index.path else "(in memory)",
+        self.refresh()
+        index = self._state.index
+        m = index.manifest
+        per_doc = Counter(c.doc_id for c in index.chunks)
+        return {"index": str(index.path) if index.path else "(in memory)",
                 "documents": [{"doc_id": d.doc_id, "title": d.title, "path": d.path, "chunks": per_doc[d.doc_id]}
-                              for d in self.index.documents.values()],
-                "chunks": len(self.index.chunks), "model": m.get("model", {}), "created_at": m.get("created_at"),
+                              for d in index.documents.values()],
+                "chunks": len(index.chunks), "model": m.get("model", {}), "created_at": m.get("created_at"),
                 "updated_at": m.get("updated_at"), "settings": m.get("settings", {}),
                 "retriever": self.config.retriever, "reranker": self.config.reranker, "reader": self.reader.info()}
 
@@ -155,23 +198,23 @@ class Assistant:
         """The ``k`` passages most relevant to ``question``, best first (reranked by the reader)."""
         question = self._question(question)
         k = self._k(k)
-        return self._search(question, k, doc_ids, retriever)[0]
+        self.refresh()
+        return self._search(self._state, question, k, doc_ids, retriever)[0]
 
     def ask(self, question: str, k: int | None = None, *, doc_ids: Collection[str] | None = None,
             retriever: str | None = None) -> Answer:
         """A grounded answer with numbered citations, or an abstention with the closest passages."""
         question = self._question(question)
         k = self._k(k)
-        with self._lock:
-            answerer = self.answerer
-        passages, readings = self._search(question, k, doc_ids, retriever)
-        return answerer.answer(question, passages, readings)
+        self.refresh()
+        state = self._state
+        passages, readings = self._search(state, question, k, doc_ids, retriever)
+        return state.answerer.answer(question, passages, readings)
 
-    def _search(self, question: str, k: int, doc_ids: Collection[str] | None, retriever: str | None
-                ) -> tuple[list[Passage], list[Reading]]:
+    def _search(self, state: "_State", question: str, k: int, doc_ids: Collection[str] | None,
+                retriever: str | None) -> tuple[list[Passage], list[Reading]]:
         """First-stage passages, the reader's readings of the top ones, reranked; the best ``k`` of them."""
-        with self._lock:
-            retr, index = self.retriever, self.index
+        retr, index = state.retriever, state.index
         qvec = self.embedder.encode_one(question)
         passages = retr.search(question, qvec, max(k, self.config.reader_passages), mode=retriever, doc_ids=doc_ids)
         readings = self.reader.read(question, passages[:self.config.reader_passages], index.documents)
@@ -184,11 +227,15 @@ class Assistant:
     # ------------------------------------------------------------------ writing
     def ingest(self, paths: Sequence[str | Path] | None = None, *, rebuild: bool = False,
                progress: bool = False) -> IngestReport:
-        """Bring this assistant's index up to date with ``paths`` (see ``rag.assistant.ingest``)."""
+        """Bring this assistant's index up to date with ``paths`` (see ``rag.assistant.ingest``).
+
+        Asks keep being answered from the current version while this runs; the new one replaces it at the end.
+        """
         folder = self.index.path
         if folder is None:
             raise InputError("this assistant's index lives in memory; build it with an index_dir to ingest")
-        with self._lock:
+        with self._writing:
+            # ``ingest`` re-reads the index under the file lock when another process wrote it since.
             report, index = ingest(paths, folder, self.config, rebuild=rebuild, progress=progress,
                                    embedder=self.embedder, previous=self.index)
             if index is not self.index:
@@ -198,22 +245,35 @@ class Assistant:
     def remove(self, doc_ids: Collection[str]) -> IngestReport:
         """Drop documents from the index by id."""
         doc_ids = doc_id_set(doc_ids)
-        unknown = doc_ids - set(self.index.documents)
-        if unknown:
-            raise InputError(f"unknown document id(s): {', '.join(sorted(unknown))}")
-        folder = self.index.path
-        with self._lock:
-            keep = [d for d in self.index.documents.values() if d.doc_id not in set(doc_ids)]
-            if not keep:
-                raise InputError("removing every document would leave an empty index; delete the folder instead")
-            index, _ = Index.build(keep, self.config, self.embedder, previous=self.index,
-                                   sources=self.index.manifest.get("sources", []))
-            if folder is not None:
-                with write_lock(folder):
+        with self._writing:
+            folder = self.index.path
+            lock = write_lock(folder, self.config.write_lock_timeout) if folder is not None else nullcontext()
+            with lock:
+                if self.index.is_stale():  # another process wrote it: remove from that version, not ours
+                    self._set_index(Index.load(folder, self.config))
+                current = self.index
+                unknown = doc_ids - set(current.documents)
+                if unknown:
+                    raise InputError(f"unknown document id(s): {', '.join(sorted(unknown))}")
+                keep = [d for d in current.documents.values() if d.doc_id not in doc_ids]
+                if not keep:
+                    raise InputError("removing every document would leave an empty index; delete the folder instead")
+                index, _ = Index.build(keep, self.config, self.embedder, previous=current,
+                                       sources=current.manifest.get("sources", []))
+                if folder is not None:
                     index.save(folder)
-            self._set_index(index)
+                self._set_index(index)
         return IngestReport([], [], [d.doc_id for d in keep], sorted(doc_ids), [], len(index.chunks), 0,
                             str(folder or "(in memory)"))
+
+
+@dataclass(frozen=True)
+class _State:
+    """What one request reads: an index and the stages over it, replaced together."""
+
+    index: Index
+    retriever: Retriever
+    answerer: Answerer
 
 
 def load_reader(config: Config) -> Reader:
@@ -242,9 +302,12 @@ def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | No
     folder = Path(index_dir) if index_dir is not None else default_index_dir(config)
     check_writable_target(folder)  # before any work: a file or a foreign folder is refused, untouched
     embedder = embedder or Embedder(config.model_name, config.embed_dtype, config.embed_batch_size)
-    with write_lock(folder):
+    with write_lock(folder, config.write_lock_timeout):
         sources: list[str] = []
-        if previous is None or previous.path != folder:
+        if previous is None or previous.path is None or previous.path.resolve() != folder.resolve() \
+                or previous.is_stale():  # re-read under the lock: another writer may have saved since
+            previous = None
+        if previous is None:
             try:
                 previous = Index.load(folder, config)
             except IndexNotFoundError:

@@ -107,10 +107,14 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    from .conversation import ask_in_context
+
     assistant = _load(args)
     interactive = sys.stdin.isatty()
     if interactive:
-        print(f"Ask about {len(assistant.documents)} documents. Empty line or Ctrl-D to quit.")
+        print(f"Ask about {len(assistant.documents)} documents. Follow-ups (\"and in Laos?\") build on the "
+              "previous question. Empty line or Ctrl-D to quit.")
+    history: list[str] = []  # the questions as searched, for resolving follow-ups
     while True:
         try:
             question = input("\n? " if interactive else "")
@@ -125,7 +129,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
         try:
             if not interactive:
                 print(f"? {question}")
-            _print_answer(assistant.ask(question, k=args.k))
+            turn = ask_in_context(assistant, question, history, k=args.k, doc_ids=args.doc or None)
+            history.append(turn.searched)
+            if turn.rewritten:
+                print(f"(searched: {turn.searched})")
+            _print_answer(turn.answer)
         except RagError as exc:
             print(f"error: {exc}", file=sys.stderr)
     return 0
@@ -223,8 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=func)
 
-    p = add_parser("chat", help="interactive question prompt")
+    p = add_parser("chat", help="interactive question prompt (follow-ups build on the previous question)")
     p.add_argument("--k", type=int, default=None)
+    p.add_argument("--doc", action="append", help="only search this document id (repeatable)")
     p.add_argument("--retriever", choices=("dense", "bm25", "hybrid"))
     p.set_defaults(func=cmd_chat)
 
@@ -293,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the library names its own; this is the last net for one the OS raised elsewhere
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

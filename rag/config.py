@@ -130,6 +130,13 @@ class Config:
     max_upload_bytes: int = 20 * 1024 * 1024
     allowed_extensions: tuple[str, ...] = (".txt", ".md")
 
+    # --- serving and writing ------------------------------------------------------
+    #: Asks served at once by ``rag serve``: they overlap tokenising, retrieval and rendering while the model
+    #: forward passes share the cores; writes (uploads, removals) always run one at a time.
+    serve_concurrency: int = 4
+    #: Seconds a writer waits for another process's write to the same index before giving up (IndexBusyError).
+    write_lock_timeout: float = 600.0
+
     # --- locations ---------------------------------------------------------------
     index_name: str = "default"
 
@@ -141,12 +148,12 @@ class Config:
 
         for name in ("chunk_tokens", "chunk_max_chars", "embed_batch_size", "max_question_tokens", "top_k",
                      "rrf_k", "reader_batch_size", "reader_passages", "answer_max_words", "answer_max_sentences",
-                     "max_upload_bytes", "second_quote_min_words"):
+                     "max_upload_bytes", "second_quote_min_words", "serve_concurrency"):
             positive(name)
         for name, choices in (("reader", READERS), ("reranker", RERANKERS), ("reader_precision", READER_PRECISIONS)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} {getattr(self, name)!r} is unknown; choose one of {', '.join(choices)}")
-        for name in ("second_sentence_margin", "sentence_rank_prior"):
+        for name in ("second_sentence_margin", "sentence_rank_prior", "write_lock_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"{name} must be a number, 0 or more, got {value!r}")

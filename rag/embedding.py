@@ -30,6 +30,7 @@ _PACKAGED_MODELS = {
 
 _models: dict[tuple[str, str], Any] = {}
 _models_lock = threading.Lock()
+_model_locks: dict[str, threading.Lock] = {}  # per model, shared by every Embedder over it
 
 
 def set_offline_environment() -> None:
@@ -106,6 +107,9 @@ class Embedder:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         self.dtype_used = resolve_dtype(self.dtype)
         self._model = _load(self.model_name)
+        # One encode at a time per model: the fast tokenizer raises "Already borrowed" when threads reset its
+        # padding at once, and a forward pass already uses every core.
+        self._lock = _model_locks.setdefault(self.model_name, threading.Lock())
 
     @property
     def dimension(self) -> int:
@@ -135,7 +139,7 @@ class Embedder:
         """Normalised float32 vectors, one row per text."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._context():
+        with self._lock, self._context():
             vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                          convert_to_numpy=True, show_progress_bar=progress)
         return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -53,6 +53,11 @@ class IndexBusyError(IndexError_):
     """Another process is writing this index."""
 
 
+class IndexWriteError(IndexError_):
+    """The index could not be written: a folder that is not writable, a full disk, another OS error.
+    The previous version, if any, is left as it was."""
+
+
 class ModelError(RagError):
     """The embedding model could not be loaded offline."""
 

@@ -12,6 +12,13 @@ Layout of ``embeddings/<name>/``::
 Writes are atomic: a new version is written to a temporary sibling folder and
 renamed into place, so a crash never leaves a half-written index. Loading
 checks the manifest and every file hash before trusting anything. No pickle.
+
+Two lock files sit beside the folder. ``.<name>.lock`` serialises writers
+across processes: a writer holds it from reading the index on disk until its
+new version is in place, so no writer works from a stale copy. ``.<name>.swap``
+is held shared by readers while they read, and exclusively by a writer for
+the instant of the swap, so a reader sees the old index or the new one, never
+a mix of the two (which would look like corruption).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import logging
 import os
 import platform
 import shutil
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,7 +44,8 @@ import numpy as np
 from .chunking import Chunker
 from .config import Config
 from .embedding import Embedder
-from .errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, InputError
+from .errors import (IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, IndexWriteError,
+                     InputError)
 from .lexical import BM25Index
 from .types import Block, Chunk, Document, Section
 
@@ -105,6 +114,12 @@ class Index:
     bm25: BM25Index
     manifest: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: ``disk_stamp`` of the manifest this index was loaded from or saved as (None: in memory).
+    stamp: tuple[int, int, int] | None = None
+
+    def is_stale(self) -> bool:
+        """True when the index on disk is no longer the version held here (another process wrote it)."""
+        return self.path is not None and disk_stamp(self.path) != self.stamp
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -182,9 +197,12 @@ class Index:
 
         folder = Path(folder)
         check_writable_target(folder)  # never replace what is not an index
-        folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as exc:
+            raise write_error(exc, folder) from None
         try:
             faiss.write_index(self.vectors, str(tmp / VECTORS))
             with (tmp / CHUNKS).open("w", encoding="utf-8") as fh:
@@ -202,23 +220,37 @@ class Index:
                                       for p in sorted((tmp / BM25_DIR).iterdir())})
             _write_json_synced(tmp / MANIFEST, manifest)
             _fsync_tree(tmp)
-            _swap_in(tmp, folder)
-        except BaseException:
+            with _swap_lock(folder, exclusive=True):
+                _swap_in(tmp, folder)
+                stamp = disk_stamp(folder)
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "write" in str(exc).lower()):
+                # faiss reports a full disk or a vanished folder as RuntimeError("... write ...")
+                raise write_error(exc, folder) from None
             raise
         self.manifest = manifest
         self.path = folder
+        self.stamp = stamp
         log.info("saved index %s (%d documents, %d chunks)", folder, len(self.documents), len(self.chunks))
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, folder: Path, config: Config | None = None) -> "Index":
         """Load and verify an index; raises ``IndexNotFoundError``, ``IndexMismatchError`` or ``IndexCorruptError``."""
-        import faiss
-
         config = config or Config()
         folder = Path(folder)
-        _recover(folder)
+        with _swap_lock(folder, exclusive=False):  # no writer swaps versions while we read
+            _recover(folder)
+            stamp = disk_stamp(folder)
+            index = cls._read(folder, config)
+        index.stamp = stamp
+        return index
+
+    @classmethod
+    def _read(cls, folder: Path, config: Config) -> "Index":
+        import faiss
+
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
             raise IndexNotFoundError(f"no index at {folder}; build it with: rag ingest seeds --index {folder}")
@@ -362,10 +394,20 @@ def _recover(folder: Path) -> None:
     """After a crash between the two renames of ``_swap_in``, put the previous version back."""
     if folder.exists() or not folder.parent.is_dir():
         return
-    olds = sorted(folder.parent.glob(f".old-{folder.name}-*"), key=lambda p: p.stat().st_mtime)
+    olds = sorted(folder.parent.glob(f".old-{folder.name}-*"), key=_mtime)
     if olds and (olds[-1] / MANIFEST).is_file():
         log.warning("restoring %s from %s left by an interrupted write", folder, olds[-1])
-        os.rename(olds[-1], folder)
+        try:
+            os.rename(olds[-1], folder)
+        except OSError as exc:  # another reader restored it first, or the folder is read-only
+            log.debug("could not restore %s: %s", folder, exc)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def cleanup_temporaries(folder: Path) -> None:
@@ -379,18 +421,108 @@ def cleanup_temporaries(folder: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def write_lock(folder: Path) -> Iterator[None]:
-    """Exclusive lock for writers of ``folder``; a second writer gets ``IndexBusyError`` at once."""
+def disk_stamp(folder: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime in ns, size) of ``folder``'s manifest, or None: every write puts a new manifest in place,
+    so a changed stamp means a newer index. A stat, cheap enough to check before every request."""
+    try:
+        st = (Path(folder) / MANIFEST).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def write_error(exc: BaseException, folder: Path) -> IndexWriteError:
+    """An OS error met while writing ``folder`` as one sentence naming the cause and the fix."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    text = str(exc).lower()
+    if code in (errno.ENOSPC, errno.EDQUOT) or "no space" in text:
+        cause, fix = "the disk is full", "free some space and run the command again"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS) or "permission" in text or "read-only" in text:
+        cause, fix = "permission denied", "choose a writable folder with --index, or fix its permissions"
+    else:
+        cause, fix = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__), "check the folder and retry"
+    return IndexWriteError(f"cannot write the index at {folder}: {cause}; nothing was changed. {fix[0].upper()}{fix[1:]}")
+
+
+def _lock_file(folder: Path, suffix: str) -> Path:
+    return folder.parent / f".{folder.name}.{suffix}"
+
+
+def _acquire(fh: Any, mode: int, timeout: float, busy_message: str) -> None:
+    """flock ``fh`` in ``mode``, polling until ``timeout`` seconds have passed (then ``IndexBusyError``)."""
     import fcntl
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = folder.parent / f".{folder.name}.lock"
-    with lock_path.open("a") as fh:
+    deadline = time.monotonic() + timeout
+    waited = False
+    while True:
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise IndexBusyError(f"another process is writing {folder}; wait for it to finish") from exc
+            fcntl.flock(fh.fileno(), mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise IndexBusyError(busy_message) from None
+            if not waited:
+                log.warning("waiting for the lock of %s (held by another process)", getattr(fh, "name", "?"))
+                waited = True
+            time.sleep(LOCK_POLL_SECONDS)
+
+
+#: How often a waiting writer or reader retries a lock held by another process.
+LOCK_POLL_SECONDS = 0.05
+#: A reader waits this long for a writer's swap (an instant: two renames) before reading anyway.
+SWAP_WAIT_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def _swap_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
+    """Readers hold this shared while they read a version; a writer holds it exclusively while it swaps.
+
+    Where the lock file cannot be created (a read-only folder, so no writer either), reading goes unlocked.
+    """
+    import fcntl
+
+    try:
+        if exclusive:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        fh = _lock_file(folder, "swap").open("a")
+    except OSError:
+        if exclusive:
+            raise
+        yield
+        return
+    with fh:
+        try:
+            _acquire(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH,
+                     SWAP_WAIT_SECONDS, f"{folder} is being swapped by another process")
+        except IndexBusyError:
+            if exclusive:
+                raise
+            log.warning("%s: a writer held its swap lock for %.0fs; reading anyway", folder, SWAP_WAIT_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def write_lock(folder: Path, timeout: float | None = None) -> Iterator[None]:
+    """Exclusive lock for writers of ``folder`` across processes. A second writer waits for the first (up to
+    ``timeout`` seconds, default ``Config.write_lock_timeout``), then must re-read the index before changing
+    it (``Index.is_stale``); after the timeout it gets ``IndexBusyError``."""
+    import fcntl
+
+    folder = Path(folder)
+    timeout = Config().write_lock_timeout if timeout is None else timeout
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        fh = _lock_file(folder, "lock").open("a")
+    except OSError as exc:
+        raise write_error(exc, folder) from None
+    with fh:
+        _acquire(fh, fcntl.LOCK_EX, timeout,
+                 f"another process has been writing {folder} for {timeout:.0f}s; wait for it to finish and retry")
         try:
             _recover(folder)
             cleanup_temporaries(folder)

@@ -12,6 +12,7 @@ import logging
 import math
 import re
 import unicodedata
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -43,11 +44,17 @@ def _stopwords() -> frozenset[str]:
     return frozenset(STOPWORDS_EN)
 
 
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
+_local = threading.local()
 
-    return Stemmer.Stemmer("english")
+
+def _stemmer():
+    """This thread's stemmer: PyStemmer objects are not thread-safe, and asks are served from several threads."""
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _local.stemmer = Stemmer.Stemmer("english")
+    return stemmer
 
 
 # British and American spellings meet before stemming ("criticised"/"criticized", "labour"/"labor",

@@ -315,9 +315,10 @@ class TrainedReader:
         for p in passages:
             text = documents[p.doc_id].text
             sentence_spans.append([(a - p.start, b - p.start) for a, b in split_sentences(text, p.start, p.end)])
-        features = featurize(self.tokenizer, [question] * len(passages),
-                             [passage_header(p.title, p.section) for p in passages], [p.text for p in passages],
-                             sentence_spans, self.max_length)
+        with self._lock:  # the fast tokenizer is not safe to call from several threads at once
+            features = featurize(self.tokenizer, [question] * len(passages),
+                                 [passage_header(p.title, p.section) for p in passages],
+                                 [p.text for p in passages], sentence_spans, self.max_length)
         readings = []
         for p, spans, f, (sent, start, end) in zip(passages, sentence_spans, features, self.logits(features)):
             seen = {s for s in f.sentence_ids if s >= 0}

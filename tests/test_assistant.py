@@ -164,3 +164,78 @@ def test_one_document_id_as_a_string_is_that_id(assistant):
     assert passages and {p.doc_id for p in passages} == {"sex-trafficking-in-laos"}
     with pytest.raises(InputError, match="doc_ids must be"):
         assistant.retrieve("corruption", doc_ids=12)
+
+
+# ---------------------------------------------------------------------- two writers on one index
+def _note(folder, name: str, text: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_two_assistants_on_one_index_lose_nothing(writable_index, tmp_path, config, embedder):
+    """Server 2 adds a document, then server 1 (holding the older version in memory) adds another: both stay,
+    and each server answers about the other's document (server 1 used to write from its stale copy)."""
+    from rag.index import Index
+
+    first = Assistant(Index.load(writable_index, config), config, embedder)
+    second = Assistant(Index.load(writable_index, config), config, embedder)
+    seeds = set(first.documents)
+    second.ingest([_note(tmp_path / "a", "ferries.txt", "The Irrawaddy ferry service carries 4,000 passengers "
+                                                         "a day between Mandalay and Bagan.\n")])
+    first.ingest([_note(tmp_path / "b", "orchids.txt", "The orchid nursery near Luang Prabang grows 312 "
+                                                        "species of wild orchid.\n")])
+    on_disk = Index.load(writable_index, config)
+    assert set(on_disk.documents) == seeds | {"ferries", "orchids"}
+    keys = [(c.doc_id, c.start, c.end) for c in on_disk.chunks]
+    assert len(keys) == len(set(keys))  # no chunk twice
+    answer = second.ask("How many species of wild orchid does the nursery near Luang Prabang grow?")
+    assert not answer.abstained and answer.citations[0].doc_id == "orchids"
+    assert set(second.documents) == set(on_disk.documents)
+    removed = second.remove(["ferries"])  # removes from the newest version, keeping the other's document
+    assert removed.removed == ["ferries"]
+    assert set(Index.load(writable_index, config).documents) == seeds | {"orchids"}
+    assert "ferries" not in first.documents  # the other server notices the newer index before answering
+
+
+def test_a_newer_index_that_cannot_be_loaded_keeps_the_current_one(writable_index, config, embedder, caplog):
+    from rag.index import MANIFEST, Index
+
+    served = Assistant(Index.load(writable_index, config), config, embedder)
+    manifest = writable_index / MANIFEST
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace('"counts"', '"count"'), encoding="utf-8")
+    answer = served.ask("How many people may be held in scam centres across Myanmar?")
+    assert answer.citations and "cannot be loaded" in caplog.text
+    assert not served.refresh()  # reported once, not retried on every request
+
+
+@pytest.mark.slow
+def test_two_ingest_processes_at_once_keep_both_sets_of_documents(writable_index, tmp_path, config):
+    """Two `rag ingest` processes started together on one index: the second waits for the first, re-reads the
+    index it wrote and adds its own documents; nothing lost, no chunk twice."""
+    import os
+    import subprocess
+    import sys
+
+    from rag.index import Index
+
+    seeds = set(Index.load(writable_index, config).documents)
+    sets = {}
+    for name in ("north", "south"):
+        folder = tmp_path / name
+        for i in range(3):
+            _note(folder, f"{name}-{i}.txt", f"Report {i} from the {name} office: {i + 7} boats were inspected at "
+                                             f"the {name} harbour in March.\n")
+        sets[name] = {f"{name}-{i}" for i in range(3)}
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "rag.cli", "-q", "ingest", str(tmp_path / name),
+                               "--index", str(writable_index)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for name in sets]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+        assert "Traceback" not in err
+    index = Index.load(writable_index, config)
+    assert set(index.documents) == seeds | sets["north"] | sets["south"]
+    keys = [(c.doc_id, c.start, c.end) for c in index.chunks]
+    assert len(keys) == len(set(keys))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -233,3 +235,111 @@ def test_chunk_spans_beyond_the_document_are_refused_at_load(writable_index, con
     (writable_index / MANIFEST).write_text(_json.dumps(manifest), encoding="utf-8")
     with pytest.raises(IndexCorruptError, match="outside its document"):
         Index.load(writable_index, config)
+
+
+# ---------------------------------------------------------------------- concurrent writers and readers
+_SWAPPER = """
+import sys, time
+from pathlib import Path
+from rag.index import Index, write_lock
+target, versions, rounds = Path(sys.argv[1]), [Index.load(Path(p)) for p in sys.argv[2:4]], int(sys.argv[4])
+print("ready", flush=True)
+for i in range(rounds):
+    with write_lock(target):
+        versions[i % 2].save(target)
+"""
+
+
+def test_readers_during_writes_see_the_old_or_the_new_index_never_a_false_corruption(tmp_path, writable_index,
+                                                                                     embedder, config):
+    """A process swapping two versions in as fast as it can, while this one loads in a loop: every load is
+    one whole version (the loads used to fail with "missing or altered" or a raw FileNotFoundError)."""
+    import subprocess
+    import sys
+
+    from rag import ingest
+    from rag.index import Index
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "note.txt").write_text("A short note about river transport in the delta.\n", encoding="utf-8")
+    version_b = tmp_path / "b"
+    shutil.copytree(writable_index, version_b)
+    ingest([extra], version_b, config, embedder=embedder)
+    target = tmp_path / "live"
+    shutil.copytree(writable_index, target)
+    seeds_only = set(Index.load(writable_index, config).documents)
+    with_note = set(Index.load(version_b, config).documents)
+    assert with_note - seeds_only
+
+    writer = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(target), str(writable_index), str(version_b), "40"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "ready"
+    seen: Counter = Counter()
+    while writer.poll() is None:
+        docs = set(Index.load(target, config).documents)  # raises on any false corruption
+        seen["seeds" if docs == seeds_only else "note" if docs == with_note else "mixed"] += 1
+    assert writer.returncode == 0, writer.stderr.read()
+    assert seen["mixed"] == 0 and sum(seen.values()) > 0, seen
+    assert not list(tmp_path.glob(".tmp-live-*")) and not list(tmp_path.glob(".old-live-*"))
+
+
+def test_a_second_writer_waits_for_the_first_then_gives_up_with_a_clear_error(writable_index):
+    """The write lock is held by another process: a writer waits up to its timeout, then IndexBusyError."""
+    import subprocess
+    import sys
+    import time
+
+    from rag.errors import IndexBusyError
+    from rag.index import write_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from rag.index import write_lock\nwith write_lock(Path(sys.argv[1])):\n"
+                               "    print('held', flush=True); time.sleep(1.5)", str(writable_index)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    with pytest.raises(IndexBusyError, match="another process"):
+        with write_lock(writable_index, timeout=0.2):
+            pass
+    with write_lock(writable_index, timeout=30):  # waits for the holder to finish, then gets the lock
+        waited = time.monotonic() - started
+    holder.wait(timeout=30)
+    assert holder.returncode == 0 and waited > 0.2
+
+
+def test_an_unwritable_index_folder_is_a_one_line_error_and_nothing_changes(writable_index, config, embedder,
+                                                                          tmp_path, monkeypatch):
+    """A full disk (faiss's RuntimeError) or a read-only parent (PermissionError) while writing is an
+    IndexWriteError naming the cause and the fix; the previous index loads as before."""
+    import errno
+
+    import faiss
+
+    from rag import ingest
+    from rag.errors import IndexWriteError
+    from rag.index import Index
+
+    before = set(Index.load(writable_index, config).documents)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "note.txt").write_text("A note about fishing boats in the Andaman Sea.\n", encoding="utf-8")
+
+    def full_disk(*_args, **_kwargs):
+        raise RuntimeError("Error in faiss::FileIOWriter: write error: No space left on device")
+
+    monkeypatch.setattr(faiss, "write_index", full_disk)
+    with pytest.raises(IndexWriteError, match="disk is full; nothing was changed"):
+        ingest([extra], writable_index, config, embedder=embedder)
+    monkeypatch.undo()
+    assert set(Index.load(writable_index, config).documents) == before
+    assert not list(writable_index.parent.glob(".tmp-*"))
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(IndexWriteError, match="permission denied"):
+        ingest([extra], tmp_path / "ro" / "index", config, embedder=embedder)
+    monkeypatch.undo()
+    assert set(Index.load(writable_index, config).documents) == before
