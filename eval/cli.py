@@ -275,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
     progress = not getattr(args, "quiet", False)
     overrides = parse_overrides(args.set)
     config = Config().replace(**overrides) if overrides else Config()
+    # Every question is measured cold: a warm-up or a repeated question must not be answered from the cache.
+    config = config.replace(answer_cache_size=0)
     retrievers = tuple(dict.fromkeys(args.retriever)) if args.retriever else RETRIEVERS
     if args.k < 10:
         raise InputError(f"--k {args.k} is too small: hit@10, MRR@10 and nDCG@10 need --k 10 or more")

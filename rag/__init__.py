@@ -9,7 +9,8 @@ True
 
 from .assistant import Assistant, ingest
 from .config import Config, project_home
-from .conversation import is_followup, resolve_followup
+from .conversation import (FollowupAnswer, ask_in_context, followup_subjects, is_followup, resolve_followup,
+                           speaks_about)
 from .answer import ABSTAIN_MESSAGE
 from .documents import document_from_text, load_documents, read_text_file
 from .errors import (ConfigError, DocumentError, EmptyCorpusError, IndexBusyError, IndexCorruptError,
@@ -22,39 +23,43 @@ from .types import Answer, Chunk, Citation, Document, IngestReport, Passage, Rea
 __version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "ABSTAIN_MESSAGE",
     "Answer",
+    "ask_in_context",
     "Assistant",
     "Chunk",
     "Citation",
     "Config",
     "ConfigError",
     "Document",
+    "document_from_text",
     "DocumentError",
     "EmptyCorpusError",
+    "followup_subjects",
+    "FollowupAnswer",
     "IndexBusyError",
     "IndexCorruptError",
     "IndexMismatchError",
     "IndexNotFoundError",
     "IndexWriteError",
+    "ingest",
     "IngestReport",
     "InputError",
+    "is_followup",
+    "load_documents",
     "ModelError",
     "Passage",
+    "project_home",
     "QuestionTruncatedWarning",
     "RagError",
+    "read_text_file",
     "Reader",
     "Reading",
     "Reranker",
+    "resolve_followup",
     "Section",
     "SentenceScore",
+    "speaks_about",
     "TrainedReader",
-    "__version__",
-    "document_from_text",
-    "ingest",
-    "is_followup",
-    "load_documents",
-    "project_home",
-    "read_text_file",
-    "resolve_followup",
 ]

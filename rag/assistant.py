@@ -7,9 +7,9 @@ import logging
 import threading
 import time
 import warnings
-from collections import Counter
+from collections import Counter, OrderedDict
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
@@ -208,8 +208,14 @@ class Assistant:
         k = self._k(k)
         self.refresh()
         state = self._state
+        key = (question, k, None if doc_ids is None else tuple(sorted(doc_id_set(doc_ids))), retriever)
+        cached = state.cached(key)
+        if cached is not None:
+            return cached
         passages, readings = self._search(state, question, k, doc_ids, retriever)
-        return state.answerer.answer(question, passages, readings)
+        answer = state.answerer.answer(question, passages, readings)
+        state.remember(key, answer, self.config.answer_cache_size)
+        return answer
 
     def _search(self, state: "_State", question: str, k: int, doc_ids: Collection[str] | None,
                 retriever: str | None) -> tuple[list[Passage], list[Reading]]:
@@ -274,6 +280,25 @@ class _State:
     index: Index
     retriever: Retriever
     answerer: Answerer
+    #: Answers already given over this index, by (question, k, doc_ids, retriever). Answers are frozen, so
+    #: one may be handed to many callers; a new index brings a new state and so an empty cache.
+    answers: "OrderedDict[tuple, Answer]" = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cached(self, key: tuple) -> Answer | None:
+        with self.lock:
+            answer = self.answers.get(key)
+            if answer is not None:
+                self.answers.move_to_end(key)
+            return answer
+
+    def remember(self, key: tuple, answer: Answer, size: int) -> None:
+        if size < 1:
+            return
+        with self.lock:
+            self.answers[key] = answer
+            while len(self.answers) > size:
+                self.answers.popitem(last=False)
 
 
 def load_reader(config: Config) -> Reader:

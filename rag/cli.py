@@ -7,6 +7,7 @@ exit code; there is never a traceback for a known problem.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -173,6 +174,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from .loadtest import run_loadtest, serve_and_load
+
+    config = _config(args)
+    if args.concurrency is not None:
+        config = dataclasses.replace(config, serve_concurrency=args.concurrency)
+    kwargs = {"clients": args.clients, "requests_per_client": args.requests, "timeout": args.timeout,
+              "deadline": args.deadline}
+    if args.url:
+        from ui.app import parse_auth
+
+        result = run_loadtest(args.url, auth=parse_auth(args.auth), **kwargs)
+    else:
+        result = serve_and_load(_index_dir(args, config) if args.index else None, config, **kwargs)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    return 0 if result.errors == 0 else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from ui.app import serve
@@ -248,6 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_parser("bench", help="measure embedding speed (float32 vs bfloat16) and question latency")
     p.add_argument("--repeats", type=int, default=2)
     p.set_defaults(func=cmd_bench)
+
+    p = add_parser("loadtest", help="concurrent clients asking a server on loopback (started here unless --url)")
+    p.add_argument("--url", help="a running `rag serve` (default: start one over --index on a free port)")
+    p.add_argument("--auth", help="USER:PASSWORD of that server")
+    p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--requests", type=int, default=5, help="asks per client, one after another")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--deadline", type=float, default=600.0, help="seconds for the whole run")
+    p.add_argument("--concurrency", type=int, help="asks served at once by the started server "
+                                                  "(default Config.serve_concurrency)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_loadtest)
 
     p = add_parser("serve", help="start the web UI")
     p.add_argument("--host", default="127.0.0.1")

@@ -134,6 +134,9 @@ class Config:
     #: Asks served at once by ``rag serve``: they overlap tokenising, retrieval and rendering while the model
     #: forward passes share the cores; writes (uploads, removals) always run one at a time.
     serve_concurrency: int = 4
+    #: Answers kept per loaded index, so a question asked again (a reload, several readers of one report) is
+    #: answered at once; 0 turns the cache off. Any change of the index empties it.
+    answer_cache_size: int = 256
     #: Seconds a writer waits for another process's write to the same index before giving up (IndexBusyError).
     write_lock_timeout: float = 600.0
 
@@ -157,6 +160,9 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"{name} must be a number, 0 or more, got {value!r}")
+        if isinstance(self.answer_cache_size, bool) or not isinstance(self.answer_cache_size, int) \
+                or self.answer_cache_size < 0:
+            raise ConfigError(f"answer_cache_size must be 0 or more, got {self.answer_cache_size!r}")
         if not isinstance(self.chunk_overlap_tokens, int) or self.chunk_overlap_tokens < 0:
             raise ConfigError(f"chunk_overlap_tokens must be 0 or more, got {self.chunk_overlap_tokens!r}")
         if self.chunk_overlap_tokens >= self.chunk_tokens:

@@ -25,15 +25,37 @@ The rules are deterministic and small:
 A topic is a run of capitalised words (not the first word of a full question),
 an acronym or a number, e.g. "Myanmar", "Operation 1027", "Shan State"; in a bare
 follow-up, lower-case words after a preposition count too ("and in laos?").
+
+A rewritten question can still be answered from the old subject: "and in
+Malaysia?" after a question on scam centres in Myanmar retrieves the Myanmar
+report, whose best sentence is about Myanmar. ``ask_in_context`` resolves,
+asks, and then checks that every cited sentence speaks about the subject the
+follow-up introduced (``followup_subjects``): the subject's words, or variants
+sharing their stem ("Malaysian", "Thai", "Lao"), must appear in the quote, its
+passage, its section title or its document title (``speaks_about``). Cited
+sentences that do not are dropped; with none left, the answer is an abstention
+that says the documents found do not speak about the subject.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from dataclasses import dataclass
-from typing import Sequence
+import unicodedata
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Collection, Sequence
 
-__all__ = ["resolve_followup", "is_followup"]
+from .answer import ABSTAIN_MESSAGE
+from .errors import InputError
+from .types import Answer, Citation, Passage
+
+if TYPE_CHECKING:
+    from .assistant import Assistant
+
+__all__ = ["FollowupAnswer", "ask_in_context", "followup_subjects", "is_followup", "resolve_followup",
+           "speaks_about"]
+
+log = logging.getLogger(__name__)
 
 #: Leading phrases that mark an elliptical follow-up, longest first.
 CONNECTIVES = (
@@ -306,3 +328,215 @@ def resolve_followup(question: str, history: Sequence[str]) -> str:
         return _finish(rest if connective in DROPPABLE else question)
     own = rest if connective in DROPPABLE else question
     return _inherit(own, previous)
+
+
+# ---------------------------------------------------------------------- asking in a conversation
+#: The shortest word (after normalisation) that may match another by prefix ("thai" ~ "thailand").
+MIN_PREFIX = 4
+#: At most this many letters may follow a matched prefix ("malaysia" + "n", "thai" + "land", "lao" + "tian").
+MAX_SUFFIX = 4
+_WORD = re.compile(r"[^\W_]+")
+_TRAILING_VOWEL = re.compile(r"[aeiouy]$")
+#: Words that join several subjects in one follow-up ("what about Malaysia and Thailand?").
+_SUBJECT_SPLIT = re.compile(r"\s*(?:,|;|/|&|\band\b|\bor\b)\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FollowupAnswer:
+    """One turn of a conversation: what was asked, what was searched, and the answer.
+
+    ``subjects`` are the topics the follow-up introduced ("Malaysia" in "and in
+    Malaysia?"); empty for a question that stands alone or only inherits the
+    previous topic. ``unsupported`` are those the cited evidence does not speak
+    about; when every subject is unsupported the answer is an abstention.
+    """
+
+    asked: str
+    searched: str
+    subjects: tuple[str, ...]
+    answer: Answer
+    unsupported: tuple[str, ...] = ()
+
+    @property
+    def rewritten(self) -> bool:
+        """Whether the question searched differs from the one asked."""
+        return self.searched != self.asked
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"asked": self.asked, "searched": self.searched, "subjects": list(self.subjects),
+                "unsupported": list(self.unsupported), "answer": self.answer.to_dict()}
+
+
+def _previous(history: Sequence[str] | None) -> str:
+    return next((" ".join(h.split()) for h in reversed(list(history or [])) if h and h.strip()), "")
+
+
+def _split_subjects(topic: str) -> list[str]:
+    """ "Malaysia and Thailand" → ["Malaysia", "Thailand"]; a part without a name-like word is left out."""
+    subjects = []
+    for part in _SUBJECT_SPLIT.split(topic):
+        part = part.strip(" ?.!")
+        if _subject_words(part):
+            subjects.append(part)
+    return subjects
+
+
+def _normal(word: str) -> str:
+    """Case-folded, accents removed, a plural or possessive "s" dropped ("Laos" → "lao", "Myanmar's" → "myanmar")."""
+    word = "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch)).casefold()
+    word = _POSSESSIVE.sub("", word)
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    return word
+
+
+def _subject_words(subject: str) -> list[tuple[str, bool]]:
+    """The words a subject must be matched by, each with whether it must match exactly (acronym, number)."""
+    words = []
+    for token in _tokens(subject):
+        text = _POSSESSIVE.sub("", token.text)
+        if not text or text.lower() in STOPWORDS or text.lower() in _NAME_GLUE:
+            continue
+        exact = any(ch.isdigit() for ch in text) or (len(text) > 1 and text.isupper()) or len(_normal(text)) < 3
+        words.append((_normal(text), exact))
+    return words
+
+
+def _same_word(subject: str, word: str, exact: bool) -> bool:
+    """Whether a document word is the subject word or a recognised variant of it.
+
+    Variants share a prefix: one word is the other plus a short ending ("Malaysia" ~ "Malaysian",
+    "Thai" ~ "Thailand", "Laos" ~ "Lao" ~ "Laotian"), or both are the same stem without a final
+    vowel ("China" ~ "Chinese", "Burma" ~ "Burmese"). Acronyms and numbers match exactly.
+    """
+    if subject == word:
+        return True
+    if exact:
+        return False
+    short, long_ = sorted((subject, word), key=len)
+    if long_.startswith(short) and len(long_) - len(short) <= MAX_SUFFIX \
+            and (len(short) >= MIN_PREFIX or short == subject):
+        return True
+    stem = _TRAILING_VOWEL.sub("", short)
+    return (stem != short and len(stem) >= MIN_PREFIX and long_.startswith(stem)
+            and len(long_) - len(stem) <= MAX_SUFFIX)
+
+
+def speaks_about(subject: str, texts: Sequence[str]) -> bool:
+    """Whether ``texts`` together name ``subject``: every word of it, or a recognised variant, appears.
+
+    >>> speaks_about("Malaysia", ["Malaysian women were trafficked."])
+    True
+    >>> speaks_about("Malaysia", ["120,000 people across Myanmar"])
+    False
+    """
+    needed = _subject_words(subject)
+    if not needed:
+        return True
+    seen = {_normal(w) for text in texts for w in _WORD.findall(text)}
+    return all(any(_same_word(s, w, exact) for w in seen) for s, exact in needed)
+
+
+def followup_subjects(question: str, history: Sequence[str]) -> tuple[str, ...]:
+    """The topics a follow-up introduces, in order: "Malaysia" for "and in Malaysia?".
+
+    Empty for a question that stands alone, a follow-up that only inherits the previous
+    topic ("and who are the traffickers?"), and topics the previous question already named.
+
+    >>> followup_subjects("what about Malaysia and Thailand?", ["How are women trafficked in Myanmar?"])
+    ('Malaysia', 'Thailand')
+    """
+    question = " ".join(str(question).split())
+    previous = _previous(history)
+    if not question or not previous or not is_followup(question):
+        return ()
+    _connective, rest = _strip_connective(question)
+    bare = _bare_topic(rest)
+    if bare is not None:
+        topics = [bare[1]]
+    else:
+        topics = [t.text for t in _topics(rest, bare=bool(_connective))]
+    subjects: list[str] = []
+    for topic in topics:
+        for subject in _split_subjects(topic):
+            if not speaks_about(subject, [previous]) and subject not in subjects:
+                subjects.append(subject)
+    return tuple(subjects)
+
+
+def _evidence(citation: Citation, passages: Sequence[Passage]) -> list[str]:
+    """What a cited sentence is read with: its quote, the passage holding it, its section and document titles."""
+    texts = [citation.quote, citation.section, citation.title]
+    texts += [p.text for p in passages
+              if p.doc_id == citation.doc_id and p.start < citation.end and citation.start < p.end]
+    return texts
+
+
+def _keep_citations(answer: Answer, keep: Sequence[Citation]) -> Answer:
+    """The answer with only the ``keep`` citations (renumbered), its text rebuilt from their parts."""
+    parts: dict[int, str] = {}
+    pos = 0
+    text = answer.text
+    for c in answer.citations:  # the text is "part [1] part [2]", each part an exact quote, maybe with "…"
+        marker = f" [{c.number}]"
+        shown = " ".join(c.quote.split())
+        at = text.find(shown, pos)
+        end = text.find(marker, at + len(shown)) if at >= 0 else -1
+        if at < 0 or end < 0:
+            break
+        begin = at - 1 if at > 0 and text[at - 1] == "\u2026" else at
+        parts[c.number] = text[begin:end]
+        pos = end + len(marker)
+    citations, pieces = [], []
+    for number, c in enumerate(keep, 1):
+        citations.append(replace(c, number=number))
+        pieces.append(f"{parts.get(c.number, ' '.join(c.quote.split()))} [{number}]")
+    return replace(answer, text=" ".join(pieces), citations=citations)
+
+
+def off_subject_answer(answer: Answer, subjects: Sequence[str]) -> Answer:
+    """An abstention saying the documents found do not speak about ``subjects``, with the closest passages."""
+    about = " or ".join(subjects) if subjects else "this subject"
+    text = f"{ABSTAIN_MESSAGE} The documents found do not speak about {about} for this question."
+    return Answer(text, True, [], list(answer.passages), answer.question, 0.0, dict(answer.features))
+
+
+def ask_in_context(assistant: "Assistant", question: str, history: Sequence[str] | None = None, *,
+                   k: int | None = None, doc_ids: Collection[str] | None = None) -> FollowupAnswer:
+    """Answer ``question`` as a turn of a conversation and check the answer is about what was asked.
+
+    ``history`` holds the earlier questions as searched (resolved), oldest first. The
+    question is resolved with ``resolve_followup`` and asked; when the follow-up introduced
+    a subject ("and in Malaysia?"), each cited sentence must name it (or a variant such as
+    "Malaysian") in the sentence, its passage, its section title or its document title.
+    Citations that do not are dropped; when none is left, the answer becomes an
+    abstention that says so and keeps the closest passages. Any other question is
+    answered exactly as ``assistant.ask(searched, k=k, doc_ids=doc_ids)``.
+    """
+    if not isinstance(question, str):
+        raise InputError(f"question must be text, got {type(question).__name__}")
+    asked = " ".join(question.split())
+    history = [h for h in (history or []) if isinstance(h, str) and h.strip()]
+    searched = resolve_followup(asked, history)
+    answer = assistant.ask(searched, k=k, doc_ids=doc_ids)
+    subjects = followup_subjects(asked, history)
+    if not subjects or answer.abstained:
+        return FollowupAnswer(asked, searched, subjects, answer)
+    on_subject = []
+    found: set[str] = set()
+    for c in answer.citations:
+        evidence = _evidence(c, answer.passages)
+        named = {s for s in subjects if speaks_about(s, evidence)}
+        found |= named
+        if named:
+            on_subject.append(c)
+    unsupported = tuple(s for s in subjects if s not in found)
+    if not on_subject:
+        log.info("declined (the answer does not speak about %s; confidence was %.3f): %s",
+                 ", ".join(subjects), answer.confidence, searched)
+        return FollowupAnswer(asked, searched, subjects, off_subject_answer(answer, subjects), unsupported)
+    if len(on_subject) < len(answer.citations):
+        log.info("dropped %d cited sentence(s) not about %s: %s", len(answer.citations) - len(on_subject),
+                 ", ".join(subjects), searched)
+        answer = _keep_citations(answer, on_subject)
+    return FollowupAnswer(asked, searched, subjects, answer, unsupported)

@@ -239,3 +239,19 @@ def test_two_ingest_processes_at_once_keep_both_sets_of_documents(writable_index
     assert set(index.documents) == seeds | sets["north"] | sets["south"]
     keys = [(c.doc_id, c.start, c.end) for c in index.chunks]
     assert len(keys) == len(set(keys))
+
+
+def test_an_answer_given_before_is_served_from_the_cache_until_the_index_changes(writable_index, tmp_path, config,
+                                                                                 embedder):
+    from rag.index import Index
+
+    served = Assistant(Index.load(writable_index, config), config, embedder)
+    question = "How many people may be held in scam centres across Myanmar?"
+    first = served.ask(question)
+    assert served.ask("  How many people may be held in scam centres   across Myanmar? ") is first
+    assert served.ask(question, k=3) is not first  # another k is another request
+    served.ingest([_note(tmp_path / "c", "tea.txt", "The tea estate near Mandalay employs 80 pickers.\n")])
+    again = served.ask(question)
+    assert again is not first and again.text == first.text  # asked afresh over the new index
+    uncached = Assistant(Index.load(writable_index, config), config.replace(answer_cache_size=0), embedder)
+    assert uncached.ask(question) is not uncached.ask(question)
