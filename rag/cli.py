@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 import textwrap
 import time
@@ -43,22 +44,37 @@ def _load(args: argparse.Namespace):
     return Assistant.load(args.index, config, progress=not args.quiet)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _inert(text: Any) -> str:
+    """Text from documents or file names, safe to print to a terminal: control characters (ANSI/OSC escape
+    sequences start with ESC) are shown as visible symbols instead of acting on the terminal."""
+    return _CONTROL.sub(lambda m: chr(0x2400 + ord(m.group()))
+                        if ord(m.group()) < 0x20 else "\u2421" if m.group() == "\x7f" else "\ufffd", str(text))
+
+
+def _one_line(message: Any) -> str:
+    """An error message as one inert line (a file name may hold a newline or an escape sequence)."""
+    return _inert(str(message).replace("\r\n", "\n").replace("\n", "\u240a"))
+
+
 def _print_answer(answer, out=None, width: int = 100) -> None:
     out = out or sys.stdout
-    print(textwrap.fill(answer.text, width), file=out)
+    print(textwrap.fill(_inert(answer.text), width), file=out)
     if answer.citations:
         print("\nSources:", file=out)
         for c in answer.citations:
             where = c.title if not c.section or c.section == c.title else f"{c.title} \u2014 {c.section}"
-            print(f"  [{c.number}] {where} (doc {c.doc_id}, chars {c.start}\u2013{c.end})", file=out)
-            quote = " ".join(c.quote.split())
+            print(_inert(f"  [{c.number}] {where} (doc {c.doc_id}, chars {c.start}\u2013{c.end})"), file=out)
+            quote = _inert(" ".join(c.quote.split()))
             print(textwrap.indent(textwrap.fill(f"\u201c{quote}\u201d", width - 6), "      "), file=out)
     elif answer.passages:
         print("\nClosest passages:", file=out)
         for p in answer.passages[:3]:
-            snippet = " ".join(p.text.split())
+            snippet = _inert(" ".join(p.text.split()))
             snippet = snippet if len(snippet) <= 240 else snippet[:240].rsplit(" ", 1)[0] + " \u2026"
-            print(f"  - {p.title} \u2014 {p.section} (score {p.score:.3f})", file=out)
+            print(_inert(f"  - {p.title} \u2014 {p.section} (score {p.score:.3f})"), file=out)
             print(textwrap.indent(textwrap.fill(snippet, width - 6), "      "), file=out)
 
 
@@ -77,10 +93,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return 0
     for path, reason in report.skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        print(_inert(f"skipped {path}: {reason}"), file=sys.stderr)
     for label, ids in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
         for doc_id in ids:
-            print(f"{label:8} {doc_id}")
+            print(_inert(f"{label:8} {doc_id}"))
     print(report.summary() + f" ({time.perf_counter() - started:.1f}s)")
     return 0
 
@@ -102,8 +118,8 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         print(json.dumps([p.to_dict() for p in passages], indent=2, ensure_ascii=False))
         return 0
     for p in passages:
-        print(f"{p.rank:2}. {p.score:.4f}  {p.title} \u2014 {p.section}  [{p.doc_id} {p.start}\u2013{p.end}]")
-        print(textwrap.indent(textwrap.fill(" ".join(p.text.split())[:400], 94), "      "))
+        print(_inert(f"{p.rank:2}. {p.score:.4f}  {p.title} \u2014 {p.section}  [{p.doc_id} {p.start}\u2013{p.end}]"))
+        print(textwrap.indent(textwrap.fill(_inert(" ".join(p.text.split())[:400]), 94), "      "))
     return 0
 
 
@@ -136,7 +152,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 print(f"(searched: {turn.searched})")
             _print_answer(turn.answer)
         except RagError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
     return 0
 
 
@@ -154,7 +170,7 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"\u2190 {reader.get('folder')}")
     print(f"chunks:  {info['chunks']}")
     for d in info["documents"]:
-        print(f"  {d['doc_id']}: {d['title']} ({d['chunks']} chunks) \u2190 {d['path']}")
+        print(_inert(f"  {d['doc_id']}: {d['title']} ({d['chunks']} chunks) \u2190 {d['path']}"))
     return 0
 
 
@@ -326,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -335,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as exc:  # the library names its own; this is the last net for one the OS raised elsewhere
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"error: {_one_line(f'{where}{exc.strerror or exc}')}", file=sys.stderr)
         return 1
 
 

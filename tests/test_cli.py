@@ -90,3 +90,26 @@ def test_serve_on_a_taken_port_is_one_line_before_anything_loads(capsys, monkeyp
         assert main(["serve", "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot serve on 127.0.0.1:") and "--port" in err and err.count("\n") == 1
+
+
+def test_escape_sequences_in_a_document_are_printed_inert(tmp_path, capsys, embedder):
+    """ANSI colour and OSC title sequences inside a document used to reach the terminal raw from rag ask."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ansi.txt").write_text("The inspectors counted \x1b[31m412\x1b[0m boats \x1b]0;pwned\x07 in the "
+                                     "northern harbour last year.\n", encoding="utf-8")
+    index = tmp_path / "index"
+    assert main(["-q", "ingest", str(corpus), "--index", str(index)]) == 0
+    capsys.readouterr()
+    assert main(["-q", "ask", "How many boats did the inspectors count in the northern harbour?",
+                 "--index", str(index)]) == 0
+    out = capsys.readouterr().out
+    assert "412" in out and "\x1b" not in out and "\x07" not in out and "\u241b[31m" in out
+
+
+def test_an_error_naming_a_file_with_a_newline_stays_one_line(tmp_path, capsys):
+    odd = tmp_path / "two\nlines"
+    odd.write_text("not an index", encoding="utf-8")
+    assert main(["-q", "ingest", str(SEEDS), "--index", str(odd)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "two\u240alines" in err
