@@ -494,8 +494,10 @@ def _swap_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
         return
     with fh:
         try:
+            # A writer waits for readers as long as for another writer: giving up would waste its whole build.
             _acquire(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH,
-                     SWAP_WAIT_SECONDS, f"{folder} is being swapped by another process")
+                     Config().write_lock_timeout if exclusive else SWAP_WAIT_SECONDS,
+                     f"{folder} is being read or swapped by another process")
         except IndexBusyError:
             if exclusive:
                 raise
