@@ -182,7 +182,7 @@ class Assistant:
         if total > limit:
             warnings.warn(QuestionTruncatedWarning(
                 f"question has {total} tokens; only the first {limit} are used (max_question_tokens)"), stacklevel=3)
-            log.warning("question truncated from %d to %d tokens", total, limit)
+            log.info("question truncated from %d to %d tokens", total, limit)  # the warning tells the caller
         return cut
 
     def _k(self, k: int | None) -> int:
@@ -374,9 +374,12 @@ def _describes_differently(previous: Index, index: Index) -> bool:
 def _recorded_sources(folder: Path) -> list[str]:
     """Sources listed in a manifest we cannot otherwise trust (for --rebuild)."""
     try:
-        return list(json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("sources", []))
+        sources = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("sources", [])
     except (OSError, ValueError, AttributeError):
         return []
+    if not isinstance(sources, list):
+        return []
+    return [s for s in sources if isinstance(s, str) and s]
 
 
 def _with_unique_id(doc: Document, known: Mapping[str, Document], new: Mapping[str, Document],

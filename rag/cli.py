@@ -16,7 +16,7 @@ import textwrap
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from .config import Config, default_index_dir
 from .embedding import set_offline_environment
@@ -52,6 +52,13 @@ def _inert(text: Any) -> str:
     sequences start with ESC) are shown as visible symbols instead of acting on the terminal."""
     return _CONTROL.sub(lambda m: chr(0x2400 + ord(m.group()))
                         if ord(m.group()) < 0x20 else "\u2421" if m.group() == "\x7f" else "\ufffd", str(text))
+
+
+def _json(data: Any) -> str:
+    """JSON for the terminal: non-ASCII text kept readable, but C1 control characters (U+0080-U+009F, of
+    which U+009B starts an escape sequence on some terminals) written as \\u escapes like the C0 ones."""
+    return re.sub(r"[\x80-\x9f]", lambda m: f"\\u{ord(m.group()):04x}",
+                  json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _one_line(message: Any) -> str:
@@ -90,7 +97,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.json:
         data = report.to_dict()
         data["seconds"] = round(time.perf_counter() - started, 2)
-        print(json.dumps(data, indent=2))
+        print(_json(data))
         return 0
     for path, reason in report.skipped:
         print(_inert(f"skipped {path}: {reason}"), file=sys.stderr)
@@ -105,7 +112,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     assistant = _load(args)
     answer = assistant.ask(args.question, k=args.k, doc_ids=args.doc or None)
     if args.json:
-        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+        print(_json(answer.to_dict()))
     else:
         _print_answer(answer)
     return 0
@@ -115,7 +122,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     assistant = _load(args)
     passages = assistant.retrieve(args.question, k=args.k, doc_ids=args.doc or None)
     if args.json:
-        print(json.dumps([p.to_dict() for p in passages], indent=2, ensure_ascii=False))
+        print(_json([p.to_dict() for p in passages]))
         return 0
     for p in passages:
         print(_inert(f"{p.rank:2}. {p.score:.4f}  {p.title} \u2014 {p.section}  [{p.doc_id} {p.start}\u2013{p.end}]"))
@@ -160,7 +167,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     assistant = _load(args)
     info = assistant.info()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(_json(info))
         return 0
     print(f"index:   {info['index']}")
     print(f"model:   {info['model'].get('name')} ({info['model'].get('dimension')} dims, {info['model'].get('dtype')})")
@@ -232,17 +239,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line, like every other error (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {_one_line(message)} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rag", description="Offline question answering with citations.")
+    parser = _Parser(prog="rag", description="Offline question answering with citations.")
     parser.add_argument("--index", help="index folder (default: embeddings/default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     # The same options are accepted after the subcommand too ("rag serve --index DIR").
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--index", default=argparse.SUPPRESS, help="index folder (default: embeddings/default)")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what happens")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], **kwargs)

@@ -253,14 +253,23 @@ class Index:
 
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
-            raise IndexNotFoundError(f"no index at {folder}; build it with: rag ingest seeds --index {folder}")
+            if any((folder / name).exists() for name in INDEX_ENTRIES - {MANIFEST}):
+                # Index files without their manifest: the seeds are not necessarily what it was built from.
+                raise IndexCorruptError(f"the index at {folder} has lost its {MANIFEST}; rebuild it from its "
+                                        f"documents with: rag ingest PATHS --rebuild --index {folder}")
+            raise IndexNotFoundError(f"no index at {folder}; build it with: rag ingest PATHS --index {folder}")
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"{manifest_path} is unreadable ({exc}); rebuild with: "
                                     f"rag ingest PATHS --rebuild --index {folder}") from exc
         check_manifest(manifest, folder, config)
-        for name, expected in manifest.get("files", {}).items():
+        unlisted = sorted({VECTORS, CHUNKS, DOCUMENTS} - set(manifest["files"]))
+        if unlisted or not any(name.startswith(f"{BM25_DIR}/") for name in manifest["files"]):
+            # Every file is trusted only through its recorded hash: one left out could be anything.
+            raise IndexCorruptError(f"{manifest_path} records no hash for {', '.join(unlisted) or BM25_DIR}; "
+                                    f"rebuild with: rag ingest --rebuild --index {folder}")
+        for name, expected in manifest["files"].items():
             path = folder / name
             if not path.is_file() or _sha256_file(path) != expected:
                 raise IndexCorruptError(f"{path} is missing or altered since the index was written; rebuild with: "
@@ -274,7 +283,8 @@ class Index:
                 for i, line in enumerate(l for l in fh if l.strip()):
                     row = json.loads(line)
                     if row["id"] != i:
-                        raise IndexCorruptError(f"{folder / CHUNKS}: row {i} has id {row['id']}")
+                        raise IndexCorruptError(f"{folder / CHUNKS}: row {i} has id {row['id']}; rebuild with: "
+                                                f"rag ingest --rebuild --index {folder}")
                     doc = documents[row["doc_id"]]
                     if not 0 <= row["start"] < row["end"] <= len(doc.text):
                         raise IndexCorruptError(f"{folder / CHUNKS}: row {i} spans {row['start']}-{row['end']}, "
@@ -291,7 +301,8 @@ class Index:
                                     f"rag ingest --rebuild --index {folder}") from exc
         dim = manifest["model"]["dimension"]
         if vectors.d != dim:
-            raise IndexCorruptError(f"{folder / VECTORS} has dimension {vectors.d} but the manifest says {dim}")
+            raise IndexCorruptError(f"{folder / VECTORS} has dimension {vectors.d} but the manifest says {dim}; "
+                                    f"rebuild with: rag ingest --rebuild --index {folder}")
         if not (vectors.ntotal == len(chunks) == bm25.n_docs == manifest["counts"]["chunks"]):
             raise IndexCorruptError(f"index at {folder} is inconsistent: {vectors.ntotal} vectors, {len(chunks)} "
                                     f"chunks, {bm25.n_docs} BM25 rows; rebuild with: rag ingest --rebuild --index {folder}")
