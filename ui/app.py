@@ -32,7 +32,8 @@ from typing import Any, Callable, Sequence  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from rag import (ABSTAIN_MESSAGE, Answer, Assistant, Config, DocumentError, InputError, Passage, RagError,  # noqa: E402
-                 document_from_text, project_home, read_text_file, resolve_followup)
+                 ask_in_context, document_from_text, project_home, read_text_file, resolve_followup)
+from rag.tokens import truncate_tokens  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,17 @@ CONTEXT_CHARS = 300
 #: Closest passages shown open under an abstention (the rest are collapsed).
 ABSTAIN_OPEN_PASSAGES = 3
 MAX_K = 50
+#: Characters of the question quoted in a sources heading; the whole question is its tooltip.
+HEADING_QUESTION_CHARS = 80
+#: Viewport widths up to this (px) get the one-column layout (phones, narrow windows).
+NARROW_MAX_PX = 720
+#: The Ask button's minimum width, so the question box gets the rest of a narrow row.
+ASK_BUTTON_MIN_PX = 80
+#: Gradio concurrency groups: asks (``Config.serve_concurrency`` at once), index writes (one at a time),
+#: cheap reads (no limit).
+ASK_GROUP, INDEX_GROUP, READ_GROUP = "ask", "index", "read"
+NO_DOCUMENTS_MESSAGE = "No documents are selected; tick at least one document to search."
+EMPTY_QUESTION_MESSAGE = "Type a question first."
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 CSS = """
@@ -66,7 +78,7 @@ a.rag-cite { font-weight: 700; text-decoration: none; color: var(--color-accent)
              padding: 0 0.1rem; border-radius: 0.25rem; }
 a.rag-cite:hover, a.rag-cite:focus { background: var(--color-accent-soft); outline: none; }
 .rag-sources { display: flex; flex-direction: column; gap: 0.75rem; padding: 0.25rem; }
-.rag-sources h3 { font-size: 1rem; margin: 0.2rem 0; }
+.rag-sources h3 { font-size: 1rem; font-weight: 600; line-height: 1.4; margin: 0.2rem 0; overflow-wrap: anywhere; }
 .rag-sources h4 { font-size: 0.9rem; margin: 0.4rem 0 0.2rem; }
 .rag-source { border: 1px solid var(--border-color-primary); border-radius: 0.6rem; padding: 0.6rem 0.75rem;
               margin-bottom: 0.6rem; scroll-margin: 2rem; transition: box-shadow 0.3s; }
@@ -87,10 +99,53 @@ a.rag-cite:hover, a.rag-cite:focus { background: var(--color-accent-soft); outli
 .rag-status-bad { color: var(--color-red-600, #b91c1c); }
 @keyframes rag-flash { from { background: var(--color-accent-soft); } to { background: transparent; } }
 .rag-flash { animation: rag-flash 1.6s ease-out; }
+.rag-notice { align-self: stretch; border: 1px solid var(--border-color-primary);
+              border-left: 4px solid var(--color-accent); border-radius: 0.6rem; padding: 0.55rem 0.8rem;
+              background: var(--background-fill-secondary); line-height: 1.5; overflow-wrap: anywhere; }
+.rag-truncated { display: block; font-size: 0.8rem; margin-top: 0.3rem; white-space: normal;
+                 color: var(--body-text-color-subdued); }
 """
 
-#: Runs once when the chat component mounts: a click on a citation marker brings its source into view.
-CHAT_JS = """
+#: The one-column layout: filter and slider stacked at full width, each document title on its own line,
+#: the chat column's parts flattened (``display: contents``) so the sources come right after the question box.
+#: It goes into the page's <head>: Gradio scopes ``css`` to its content, and the page padding lies outside it.
+NARROW_CSS = f"""
+@media (max-width: {NARROW_MAX_PX}px) {{
+  .gradio-container .main.app {{ padding-left: 0.5rem !important; padding-right: 0.5rem !important; }}
+  #doc-filter, #k-slider {{ flex: 1 1 100% !important; min-width: 100% !important; }}
+  #doc-filter label {{ flex: 1 1 100%; }}
+  .rag-answer-row {{ flex-direction: column !important; flex-wrap: nowrap !important; }}
+  .rag-answer-row > .rag-chat-column {{ display: contents !important; }}
+  .rag-answer-row > * {{ width: 100% !important; min-width: 0 !important; }}
+  #chat {{ order: 1; }}
+  .rag-question-row {{ order: 2; }}
+  .rag-answer-row > .rag-sources-column {{ order: 3; }}
+  .rag-clear-row {{ order: 4; }}
+  #export {{ order: 5; }}
+}}
+"""
+
+#: Scrolls each highlighted quote of ``root`` into the middle of its own passage box. Only that box
+#: scrolls (never the page), so a quote deep in a long passage is what its card shows. A box is done once
+#: (a later re-render or resize leaves the reader's own scrolling alone) unless ``force`` is set.
+REVEAL_JS = """
+const ragReveal = (root, force) => {
+  root.querySelectorAll('.rag-passage').forEach((box) => {
+    const mark = box.querySelector('mark');
+    if (!mark || box.clientHeight === 0 || (box.dataset.revealed && !force)) return;  // hidden: try again later
+    box.dataset.revealed = '1';
+    if (box.scrollHeight <= box.clientHeight) return;
+    const markRect = mark.getBoundingClientRect();
+    const top = markRect.top - box.getBoundingClientRect().top - box.clientTop + box.scrollTop;
+    const room = box.clientHeight - markRect.height;
+    box.scrollTop = Math.max(0, room > 0 ? top - room / 2 : top);
+  });
+};
+"""
+
+#: Runs once when the chat component mounts: a click on a citation marker brings its source into view,
+#: with the quote visible inside it.
+CHAT_JS = REVEAL_JS + """
 element.addEventListener('click', (event) => {
   const link = event.target.closest('a.rag-cite');
   if (!link) return;
@@ -102,15 +157,58 @@ element.addEventListener('click', (event) => {
   document.querySelectorAll('.rag-source.rag-selected').forEach((el) => el.classList.remove('rag-selected'));
   target.classList.add('rag-selected');
   target.classList.remove('rag-flash'); void target.offsetWidth; target.classList.add('rag-flash');
+  ragReveal(target, true);
   target.scrollIntoView({behavior: 'smooth', block: 'center'});
   target.focus({preventScroll: true});
 });
+"""
+
+#: Runs once when the sources component mounts: quotes are brought into view inside their passages when
+#: new sources render, when the panel becomes visible (its tab shown) and when a collapsed group opens.
+SOURCES_JS = REVEAL_JS + """
+const ragRevealSoon = () => requestAnimationFrame(() => ragReveal(element, false));
+watch('value', ragRevealSoon);
+new ResizeObserver(ragRevealSoon).observe(element);
+element.addEventListener('toggle', ragRevealSoon, true);  // toggle does not bubble; capture sees it
+ragRevealSoon();
+"""
+
+#: Runs once per page: the passages box is clamped to its range as it is typed in, so the number shown is
+#: the number used (the slider itself only clamps when the box loses focus).
+PAGE_JS = """
+() => {
+  document.addEventListener('input', (event) => {
+    const box = event.target;
+    if (!(box instanceof HTMLInputElement) || box.type !== 'number' || !box.closest('#k-slider')) return;
+    if (box.value === '' || !Number.isFinite(Number(box.value))) return;  // still typing
+    const value = Number(box.value);
+    const clamped = Math.min(Math.max(Math.round(value), Number(box.min)), Number(box.max));
+    if (clamped !== value) box.value = String(clamped);  // before Gradio's own listener reads it
+  }, true);
+}
 """
 
 
 def esc(value: Any) -> str:
     """HTML-escape anything (quotes included)."""
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def plural(n: int, word: str) -> str:
+    """"1 passage", "2 passages"."""
+    return f"{n} {word if n == 1 else word + 's'}"
+
+
+def shorten(text: str, limit: int = HEADING_QUESTION_CHARS) -> str:
+    """``text`` with whitespace normalised, cut at a word boundary to at most ``limit`` characters plus "…"."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    if space > limit // 2:  # keep whole words unless that loses more than half
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-") + "\u2026"
 
 
 # ---------------------------------------------------------------------- rendering
@@ -244,7 +342,8 @@ def render_sources_html(answer: Answer | dict, turn: int, documents: Any = None)
     """
     passages = list(_field(answer, "passages", []) or [])
     citations = list(_field(answer, "citations", []) or [])
-    parts = [f'<h3>Sources for \u201c{esc(_field(answer, "question", ""))}\u201d</h3>']
+    asked = str(_field(answer, "question", ""))
+    parts = [f'<h3 class="rag-sources-title" title="{esc(asked)}">Sources for \u201c{esc(shorten(asked))}\u201d</h3>']
     if _field(answer, "abstained", False):
         parts.append(f'<p class="rag-abstain">{esc(_field(answer, "text", ABSTAIN_MESSAGE))}</p>')
         if not passages:
@@ -254,7 +353,7 @@ def render_sources_html(answer: Answer | dict, turn: int, documents: Any = None)
         parts.extend(_passage_card(p) for p in passages[:ABSTAIN_OPEN_PASSAGES])
         rest = passages[ABSTAIN_OPEN_PASSAGES:]
         if rest:
-            parts.append(f"<details><summary>{len(rest)} more retrieved passage{'s' if len(rest) != 1 else ''}"
+            parts.append(f"<details><summary>{plural(len(rest), 'more retrieved passage')}"
                          f"</summary>{''.join(_passage_card(p) for p in rest)}</details>")
         return "".join(parts)
     used: set[Any] = set()
@@ -272,9 +371,8 @@ def render_sources_html(answer: Answer | dict, turn: int, documents: Any = None)
             f'{_score_line(passage)}</article>')
     uncited = [p for p in passages if _field(p, "chunk_id") not in used]
     if uncited:
-        parts.append(f'<details class="rag-uncited"><summary>{len(uncited)} retrieved passage'
-                     f'{"s" if len(uncited) != 1 else ""} not cited</summary>'
-                     f'{"".join(_passage_card(p) for p in uncited)}</details>')
+        parts.append(f'<details class="rag-uncited"><summary>{plural(len(uncited), "retrieved passage")} not '
+                     f'cited</summary>{"".join(_passage_card(p) for p in uncited)}</details>')
     return "".join(parts)
 
 
@@ -306,6 +404,31 @@ def render_about_html(info: dict) -> str:
 
 
 # ---------------------------------------------------------------------- conversation state
+@dataclass(frozen=True)
+class QuestionLength:
+    """A question's length in tokens against ``Config.max_question_tokens`` (longer ones are cut)."""
+
+    tokens: int
+    limit: int
+
+    @classmethod
+    def of(cls, question: str, config: Config) -> "QuestionLength":
+        """Counted as the library counts before it cuts (``Assistant._question``)."""
+        _cut, total = truncate_tokens(" ".join(question.split()), config.max_question_tokens, config.encoding)
+        return cls(total, config.max_question_tokens)
+
+    @property
+    def truncated(self) -> bool:
+        return self.tokens > self.limit
+
+    def notice(self) -> str:
+        """What the user is told when the question was cut ("" when it was not)."""
+        if not self.truncated:
+            return ""
+        return (f"Only the first {self.limit} tokens of your question were used (it has {self.tokens}); "
+                "the rest was not searched. Ask a shorter question to search all of it.")
+
+
 @dataclass
 class Turn:
     """One question and its answer, rendered once when it is asked."""
@@ -318,6 +441,9 @@ class Turn:
     chat_html: str
     sources_html: str
     seconds: float
+    #: Passages asked for (the slider's value as used).
+    k: int = 0
+    length: QuestionLength | None = None
 
 
 def _turn_chat_html(turn: Turn, filter_note: str) -> str:
@@ -325,21 +451,28 @@ def _turn_chat_html(turn: Turn, filter_note: str) -> str:
     searched = ""
     if turn.searched != turn.asked:
         searched = f'<div class="rag-searched">Searched: \u201c{esc(turn.searched)}\u201d</div>'
-    meta = (f'confidence {float(a.get("confidence", 0.0)):.2f} \u00b7 {len(a.get("passages", []))} passages '
+    found = len(a.get("passages", []))
+    passages = plural(found, "passage") + (f" (of {turn.k} asked for)" if 0 < found < turn.k else "")
+    meta = (f'confidence {float(a.get("confidence", 0.0)):.2f} \u00b7 {passages} '
             f'\u00b7 {turn.seconds:.2f} s{esc(filter_note)}')
+    cut = turn.length.notice() if turn.length is not None else ""
+    cut_html = f'<span class="rag-truncated" role="note">{esc(cut)}</span>' if cut else ""
     return (f'<div class="rag-turn" id="turn-{turn.number}">'
             f'<div class="rag-msg rag-user"><span class="rag-who">You</span>{esc(turn.asked)}</div>{searched}'
             f'<div class="rag-msg rag-bot{" rag-abstained" if a.get("abstained") else ""}">'
             f'<span class="rag-who">Assistant</span>{render_answer_html(a, turn.number)}'
-            f'<span class="rag-meta">{meta}</span></div></div>')
+            f'{cut_html}<span class="rag-meta">{meta}</span></div></div>')
 
 
-def render_chat(turns: Sequence[Turn], n_documents: int) -> str:
+def render_chat(turns: Sequence[Turn], n_documents: int, notice: str = "") -> str:
+    """The conversation; ``notice`` (a message about the last attempt, e.g. nothing selected) comes last."""
+    notice_html = f'<div class="rag-notice" role="status">{esc(notice)}</div>' if notice else ""
     if not turns:
         return (f'<div class="rag-chat"><div class="rag-empty">Ask a question about the {n_documents} indexed '
                 "documents. Every answer sentence is quoted from a document and cited [n]; click a marker to "
-                "see its source. Follow-ups such as \u201cand in Laos?\u201d continue the conversation.</div></div>")
-    return '<div class="rag-chat">' + "".join(t.chat_html for t in turns) + "</div>"
+                "see its source. Follow-ups such as \u201cand in Laos?\u201d continue the conversation.</div>"
+                f"{notice_html}</div>")
+    return '<div class="rag-chat">' + "".join(t.chat_html for t in turns) + notice_html + "</div>"
 
 
 def render_sources_panel(turns: Sequence[Turn]) -> str:
@@ -348,7 +481,8 @@ def render_sources_panel(turns: Sequence[Turn]) -> str:
     latest, older = turns[-1], list(reversed(turns[:-1]))
     parts = [f'<section class="rag-turn-sources" id="sources-{latest.number}">{latest.sources_html}</section>']
     for t in older:
-        parts.append(f'<details class="rag-older"><summary>Earlier: \u201c{esc(t.searched)}\u201d</summary>'
+        parts.append(f'<details class="rag-older"><summary title="{esc(t.searched)}">Earlier: '
+                     f'\u201c{esc(shorten(t.searched))}\u201d</summary>'
                      f'<section class="rag-turn-sources" id="sources-{t.number}">{t.sources_html}</section></details>')
     return '<div class="rag-sources">' + "".join(parts) + "</div>"
 
@@ -572,6 +706,22 @@ def _k(value: Any, default: int) -> int:
     return k
 
 
+def _ui_k(value: Any, default: int) -> int:
+    """The slider's value as used: clamped to 1…MAX_K (and shown back in the box, so both agree)."""
+    try:
+        return min(max(int(round(float(value))), 1), MAX_K)
+    except (TypeError, ValueError, OverflowError):
+        return default
+
+
+def _as_sentence(message: str) -> str:
+    """A library message ("select at least one …") as a sentence for the chat."""
+    message = message.strip()
+    if not message:
+        return message
+    return message[0].upper() + message[1:] + ("" if message.endswith((".", "?", "!")) else ".")
+
+
 def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, title: str = "Research assistant"
               ) -> gr.Blocks:
     """The whole UI over ``assistant`` (launch it with ``start``)."""
@@ -581,41 +731,56 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
     export_dir = Path(tempfile.mkdtemp(prefix="rag-export-"))
 
     def ask_core(question: str, history: Sequence[str], doc_ids: Sequence[str] | None, k: Any
-                 ) -> tuple[str, Answer, float]:
+                 ) -> tuple[str, Answer, float, QuestionLength]:
         question = " ".join(str(question or "").split())
         if not question:
             raise InputError("the question is empty; type a question")
-        searched = resolve_followup(question, [h for h in history if h])
+        history = [h for h in history if h]
+        # Counted here, not caught from the library's QuestionTruncatedWarning: catching warnings changes
+        # process-wide state, which is not safe while other asks run in other threads.
+        length = QuestionLength.of(resolve_followup(question, history), config)
         started = time.perf_counter()
-        answer = assistant.ask(searched, k=_k(k, default_k), doc_ids=_filter_ids(assistant, doc_ids))
+        # A follow-up that names a new subject ("and in Malaysia?") declines unless the quote speaks about it.
+        turn = ask_in_context(assistant, question, history, k=_k(k, default_k),
+                              doc_ids=_filter_ids(assistant, doc_ids))
+        searched, answer = turn.searched, turn.answer
         seconds = time.perf_counter() - started
         log.info("answered in %.2fs (abstained=%s): %s", seconds, answer.abstained, searched)
-        return searched, answer, seconds
+        return searched, answer, seconds, length
 
     # ---------------- UI handlers
-    def on_ask(question: str, turns: list[Turn], selected: list[str], k: float):
+    def on_ask(question: str, turns: list[Turn], selected: list[str] | None, k: float):
+        """Outputs: chat, sources, turns, question box, Markdown, download, passages slider."""
         turns = list(turns or [])
+        total = len(assistant.documents)
+        used_k = _ui_k(k, default_k)
+
+        def notice(message: str):
+            # One calm line in the chat; the typed question stays in its box, nothing is marked as an error.
+            return (render_chat(turns, total, message), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+                    used_k)
+
         asked = " ".join(str(question or "").split())
         if not asked:
-            gr.Warning("Type a question first.")
-            return gr.skip(), gr.skip(), turns, gr.skip(), gr.skip(), gr.skip()
+            return notice(EMPTY_QUESTION_MESSAGE)
+        if selected is not None and not list(selected):
+            return notice(NO_DOCUMENTS_MESSAGE)
         try:
-            searched, answer, seconds = ask_core(asked, [t.searched for t in turns], selected, k)
+            searched, answer, seconds, length = ask_core(asked, [t.searched for t in turns], selected, used_k)
+            chosen = _filter_ids(assistant, selected)
         except RagError as exc:
-            raise _user_error(exc) from None
+            return notice(f"Not answered: {_as_sentence(str(exc))}")
         number = len(turns) + 1
-        total = len(assistant.documents)
-        chosen = _filter_ids(assistant, selected)
         note = f" \u00b7 searched {len(chosen)} of {total} documents" if chosen is not None else ""
         data = answer.to_dict()
         turn = Turn(number, asked, searched, data, answer.to_markdown(), "",
-                    render_sources_html(answer, number, assistant.documents), seconds)
+                    render_sources_html(answer, number, assistant.documents), seconds, used_k, length)
         turn.chat_html = _turn_chat_html(turn, note)
         turns.append(turn)
         path = export_dir / f"answer-{number}-{hashlib.sha1(turn.markdown.encode()).hexdigest()[:8]}.md"
         path.write_text(turn.markdown, encoding="utf-8")
         return (render_chat(turns, total), render_sources_panel(turns), turns, "", turn.markdown,
-                gr.update(value=str(path), interactive=True))
+                gr.update(value=str(path), interactive=True), used_k)
 
     def on_load():
         return (render_chat([], len(assistant.documents)),
@@ -624,7 +789,7 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
 
     def on_clear():
         return (render_chat([], len(assistant.documents)), render_sources_panel([]), [], "", "",
-                gr.update(value=None, interactive=False))
+                gr.update(value=None, interactive=False), gr.skip())
 
     def on_upload(files: list[str] | None, selected: list[str], progress=gr.Progress(track_tqdm=True)):
         paths = [str(f) for f in (files or [])]
@@ -646,12 +811,12 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
                 history: list[str] | None = None) -> dict:
         """Answer a question with numbered citations (or abstain). `history`: earlier questions, for follow-ups."""
         try:
-            searched, answer, seconds = ask_core(question, list(history or []), doc_ids, k)
+            searched, answer, seconds, length = ask_core(question, list(history or []), doc_ids, k)
         except RagError as exc:
             raise _user_error(exc) from None
         data = answer.to_dict()
         data.update(asked=" ".join(str(question).split()), searched=searched, markdown=answer.to_markdown(),
-                    seconds=round(seconds, 3))
+                    seconds=round(seconds, 3), question_tokens=length.tokens, truncated=length.truncated)
         return data
 
     def api_retrieve(question: str, k: int = default_k, doc_ids: list[str] | None = None) -> dict:
@@ -661,7 +826,9 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
                                                          doc_ids=_filter_ids(assistant, doc_ids))
         except RagError as exc:
             raise _user_error(exc) from None
-        return {"question": " ".join(str(question).split()), "passages": [p.to_dict() for p in passages]}
+        length = QuestionLength.of(str(question), config)
+        return {"question": " ".join(str(question).split()), "passages": [p.to_dict() for p in passages],
+                "question_tokens": length.tokens, "truncated": length.truncated}
 
     def api_documents() -> dict:
         """The indexed documents (ids for the doc_ids filter)."""
@@ -689,17 +856,19 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
                                                   label="Search these documents", elem_id="doc-filter", scale=4)
                     k_slider = gr.Slider(1, MAX_K, value=default_k, step=1, label="Passages to retrieve",
                                          elem_id="k-slider", scale=1)
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=5):
+                # The elem_classes name the parts NARROW_CSS rearranges into one column on narrow screens.
+                with gr.Row(equal_height=False, elem_classes=["rag-answer-row"]):
+                    with gr.Column(scale=5, elem_classes=["rag-chat-column"]):
                         chat = gr.HTML(render_chat([], len(assistant.documents)), elem_id="chat", label="Chat",
                                        js_on_load=CHAT_JS, max_height=640, autoscroll=True, container=True,
                                        padding=True)
-                        with gr.Row():
+                        with gr.Row(elem_classes=["rag-question-row"]):
                             question = gr.Textbox(placeholder="Ask a question about the documents\u2026",
                                                   show_label=False, scale=8, elem_id="question", max_lines=4,
                                                   autofocus=True, container=False)
-                            ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                        with gr.Row():
+                            ask_btn = gr.Button("Ask", variant="primary", scale=1, min_width=ASK_BUTTON_MIN_PX,
+                                                elem_id="ask")
+                        with gr.Row(elem_classes=["rag-clear-row"]):
                             clear_btn = gr.Button("New conversation", size="sm", elem_id="clear")
                         with gr.Accordion("Copy or export the latest answer as Markdown", open=False,
                                           elem_id="export"):
@@ -707,9 +876,9 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
                                                   interactive=False, buttons=["copy"], elem_id="markdown")
                             download = gr.DownloadButton("Download .md", value=None, interactive=False,
                                                          elem_id="download", size="sm")
-                    with gr.Column(scale=4):
+                    with gr.Column(scale=4, elem_classes=["rag-sources-column"]):
                         sources = gr.HTML(render_sources_panel([]), elem_id="sources", label="Sources",
-                                          js_on_load=None, max_height=720, container=True, padding=True)
+                                          js_on_load=SOURCES_JS, max_height=720, container=True, padding=True)
             with gr.Tab("Add documents", id="upload"):
                 gr.Markdown(f"Add `.txt` or `.md` files (up to {human_size(config.max_upload_bytes)} each) to the "
                             "index. Only new or changed files are embedded. A file that cannot be read is refused "
@@ -722,27 +891,36 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
                 about = gr.HTML(render_about_html(assistant.info()), elem_id="about", js_on_load=None)
                 refresh = gr.Button("Refresh", size="sm")
 
-        outputs = [chat, sources, turns_state, question, markdown, download]
+        # Concurrency: asks share one group of config.serve_concurrency (Gradio applies the lowest limit in a
+        # group, so every ask event names it); writes run one at a time; cheap reads never wait behind either.
+        asks: dict[str, Any] = dict(concurrency_id=ASK_GROUP, concurrency_limit=config.serve_concurrency)
+        writes: dict[str, Any] = dict(concurrency_id=INDEX_GROUP, concurrency_limit=1)
+        reads: dict[str, Any] = dict(concurrency_id=READ_GROUP, concurrency_limit=None)
+        outputs = [chat, sources, turns_state, question, markdown, download, k_slider]
         ask_inputs = [question, turns_state, doc_filter, k_slider]
-        question.submit(on_ask, ask_inputs, outputs, api_visibility="private", concurrency_id="ask")
-        ask_btn.click(on_ask, ask_inputs, outputs, api_visibility="private", concurrency_id="ask")
-        clear_btn.click(on_clear, None, outputs, api_visibility="private")
+        # Progress shows on the chat and the sources only: the question box and the slider stay readable.
+        question.submit(on_ask, ask_inputs, outputs, api_visibility="private", show_progress_on=[chat, sources],
+                        **asks)
+        ask_btn.click(on_ask, ask_inputs, outputs, api_visibility="private", show_progress_on=[chat, sources],
+                      **asks)
+        clear_btn.click(on_clear, None, outputs, api_visibility="private", **reads)
         upload_btn.click(on_upload, [upload_files, doc_filter], [upload_status, doc_filter, about, upload_files],
-                         api_visibility="private", concurrency_id="index")
-        refresh.click(lambda: render_about_html(assistant.info()), None, about, api_visibility="private")
+                         api_visibility="private", **writes)
+        refresh.click(lambda: render_about_html(assistant.info()), None, about, api_visibility="private", **reads)
         # Each page load shows the index as it is now (documents may have been added since the app was built).
-        app.load(on_load, None, [chat, doc_filter, about], api_visibility="private")
+        app.load(on_load, None, [chat, doc_filter, about], api_visibility="private", **reads)
 
         # Named endpoints for programs.
-        gr.api(api_ask, api_name="ask", concurrency_id="ask")
-        gr.api(api_retrieve, api_name="retrieve", concurrency_id="ask")
-        gr.api(api_documents, api_name="documents")
-        gr.api(api_info, api_name="info")
+        gr.api(api_ask, api_name="ask", **asks)
+        gr.api(api_retrieve, api_name="retrieve", **asks)
+        gr.api(api_documents, api_name="documents", **reads)
+        gr.api(api_info, api_name="info", **reads)
         with gr.Group(visible=False):
-            api_files = gr.File(file_count="multiple", type="filepath", visible=False)
-            api_result = gr.JSON(visible=False)
+            # Labels name the endpoint's parameter and result in the API listing (else "parameter_43", "value_44").
+            api_files = gr.File(file_count="multiple", type="filepath", visible=False, label="files")
+            api_result = gr.JSON(visible=False, label="upload_result")
             api_trigger = gr.Button(visible=False)
-        api_trigger.click(api_upload, api_files, api_result, api_name="upload", concurrency_id="index",
+        api_trigger.click(api_upload, api_files, api_result, api_name="upload", **writes,
                           api_description="Add .txt/.md files to the index; returns what was added or refused.")
     app.rag_config = config  # type: ignore[attr-defined]  # start() takes the upload limit from it
     return app
@@ -776,12 +954,13 @@ def start(app: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, auth: st
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     credentials = parse_auth(auth) if isinstance(auth, str) else auth
     limit = 2 * getattr(app, "rag_config", Config()).max_upload_bytes
-    app.queue(default_concurrency_limit=1)
+    app.queue(default_concurrency_limit=1)  # for any event without its own limit (build_app sets them all)
     try:
         _server, url, _share = app.launch(
             server_name=host, server_port=port, auth=credentials, inbrowser=open_browser, share=False,
             prevent_thread_lock=True, show_error=True, quiet=True, ssr_mode=False, pwa=False, mcp_server=False,
-            max_file_size=limit, theme=theme(), css=CSS, enable_monitoring=False, footer_links=["api"],
+            max_file_size=limit, theme=theme(), css=CSS, js=PAGE_JS, head=f"<style>{NARROW_CSS}</style>",
+            enable_monitoring=False, footer_links=["api"],
             auth_message="This research assistant is password protected." if credentials else None)
     except OSError as exc:  # the port was taken between the check and the launch
         raise InputError(f"cannot serve on {host}:{port} ({exc}); stop what uses it or pass --port N") from None

@@ -17,6 +17,8 @@ import pytest
 MYANMAR_Q = "Where are women from Myanmar trafficked to?"
 ABSTAIN = "The documents do not answer this question."
 UPLOAD_LIMIT = 50_000
+#: Generic names Gradio makes up for unlabelled components ("value_44", "parameter_43").
+GENERATED_NAME = re.compile(r"^(value|parameter)_\d+$")
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +195,35 @@ def test_ui_handlers_are_not_public_endpoints(client):
     assert len(names) == 5, names
 
 
+def test_no_endpoint_part_has_a_generated_name(client, server):
+    api = client.view_api(print_info=False, return_format="dict")
+    info = httpx.get(f"{server.url}gradio_api/info", timeout=30).json()
+    for listing in (api, info):
+        for name, endpoint in listing["named_endpoints"].items():
+            for part in endpoint["parameters"] + endpoint["returns"]:
+                for key in ("label", "parameter_name"):
+                    assert not GENERATED_NAME.match(str(part.get(key) or "")), (name, part.get(key))
+    upload = api["named_endpoints"]["/upload"]
+    assert [p["parameter_name"] for p in upload["parameters"]] == ["files"]
+    assert [r["label"] for r in upload["returns"]] == ["upload_result"]
+
+
+def test_a_truncated_question_says_so(client, server):
+    from rag.tokens import truncate_tokens
+
+    config = server.assistant.config
+    words = server.assistant.documents["compound-abuses-myanmar-border-areas-2023"].text.split()
+    question = " ".join(words[:config.max_question_tokens * 2])  # a word is at least one token
+    _cut, tokens = truncate_tokens(question, config.max_question_tokens, config.encoding)
+    long = client.predict(question=question, api_name="/ask")
+    assert long["truncated"] is True and long["question_tokens"] == tokens > config.max_question_tokens
+    assert question.startswith(long["question"]) and len(long["question"]) < len(question)  # what was searched
+    short = client.predict(question=MYANMAR_Q, api_name="/ask")
+    assert short["truncated"] is False and 0 < short["question_tokens"] <= config.max_question_tokens
+    retrieved = client.predict(question=question, k=2, api_name="/retrieve")
+    assert retrieved["truncated"] is True and retrieved["question_tokens"] == tokens
+
+
 # ---------------------------------------------------------------------- pure functions
 def test_upload_names_are_generated_never_paths():
     from ui.app import safe_upload_name
@@ -299,3 +330,13 @@ def test_rag_serve_with_auth_from_the_environment(seed_index_dir, tmp_path, free
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_a_followup_that_switches_to_a_subject_the_quote_lacks_declines(client):
+    """'and in Malaysia?' after the Myanmar scam-centre question quoted the Myanmar figure (issue 14)."""
+    first = client.predict(question="How many people may be held in scam centres across Myanmar?",
+                           api_name="/ask")
+    assert not first["abstained"]
+    follow = client.predict(question="and in Malaysia?", history=[first["searched"]], api_name="/ask")
+    assert "Malaysia" in follow["searched"] and follow["abstained"]
+    assert "Malaysia" in follow["text"]

@@ -18,6 +18,31 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-component-update", "--disable-sync"]
 QUESTION = "Where are women from Myanmar trafficked to?"
 ANSWER_TIMEOUT_MS = 30_000
+#: Questions whose cited sentence lies below the first screenful of its passage box.
+DEEP_QUOTE_QUESTIONS = ("How many people may be held in scam centres across Myanmar?",
+                        "Why have casino employees in Shan State border areas reportedly been made to take drugs?")
+#: How long the browser may take to scroll, re-render or lay out after an answer arrived.
+SETTLE_TIMEOUT_MS = 5_000
+#: Words of document text in the over-long question (about 500 tokens: over Config.max_question_tokens).
+LONG_QUESTION_WORDS = 400
+#: Lines a heading or a document title may take (a whole question as a heading took dozens).
+MAX_TITLE_LINES = 3
+NARROW_VIEWPORT = {"width": 400, "height": 900}
+#: The document filter's share of a narrow viewport's width.
+MIN_FILTER_SHARE = 0.9
+#: Most the sources may start below the answer on a narrow screen: the question box lies between them.
+MAX_SOURCES_GAP_PX = 200
+#: Page pixels of tolerance for sub-pixel rounding in rectangle comparisons.
+PX_TOLERANCE = 1
+
+#: Where a card's highlighted quote is relative to its passage box, the card's own scroll container.
+QUOTE_GEOMETRY_JS = """(card) => {
+  const box = card.querySelector('.rag-passage'), mark = box.querySelector('mark');
+  const b = box.getBoundingClientRect(), m = mark.getBoundingClientRect();
+  const top = b.top + box.clientTop;  // the box's visible content starts inside its border
+  return {markTop: m.top - top, markBottom: m.bottom - top, visibleHeight: box.clientHeight,
+          scrollTop: box.scrollTop, contentBottom: m.bottom - top + box.scrollTop};
+}"""
 
 pytestmark = [
     pytest.mark.browser,
@@ -166,6 +191,169 @@ def test_abstention_filter_and_about(page, server):
     about = page.locator("#about")
     expect(about).to_contain_text("all-MiniLM-L6-v2")
     expect(about).to_contain_text(f"{len(server.assistant.index.chunks)} chunks")
+
+
+def quote_geometry(page, card: str) -> dict:
+    """The highlighted quote of ``card`` (a selector) relative to the visible part of its passage box."""
+    return page.locator(card).evaluate(QUOTE_GEOMETRY_JS)
+
+
+def quote_in_view(g: dict) -> bool:
+    return g["markTop"] >= -PX_TOLERANCE and g["markBottom"] <= g["visibleHeight"] + PX_TOLERANCE
+
+
+def wait_for_quote_in_view(page, card: str) -> dict:
+    """Wait (bounded) until the quote of ``card`` is inside its passage box; return where it is then."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    predicate = (f"(card) => {{ const g = ({QUOTE_GEOMETRY_JS})(document.querySelector(card)); "
+                 f"return g.markTop >= -{PX_TOLERANCE} && g.markBottom <= g.visibleHeight + {PX_TOLERANCE}; }}")
+    try:
+        page.wait_for_function(predicate, arg=card, timeout=SETTLE_TIMEOUT_MS)
+    except PlaywrightTimeout:
+        pass  # the assertion below reports where the quote is
+    return quote_geometry(page, card)
+
+
+@pytest.mark.parametrize("question", DEEP_QUOTE_QUESTIONS)
+def test_cited_quote_is_scrolled_into_view_inside_its_card(page, server, question):
+    from playwright.sync_api import expect
+
+    expected = server.assistant.ask(question)
+    assert not expected.abstained and expected.citations
+    page_scroll = page.evaluate("() => window.scrollY")
+    ask(page, question, 1)
+    deep = []
+    for c in expected.citations:
+        card = f"#sources #src-1-{c.number}"
+        g = wait_for_quote_in_view(page, card)
+        assert quote_in_view(g), (card, g)
+        if g["contentBottom"] > g["visibleHeight"] + PX_TOLERANCE:
+            deep.append(card)
+    # The question must exercise the defect: a quote that the unscrolled box would not show.
+    assert deep, f"every quote of {question!r} fits its box unscrolled; choose a question with a deeper quote"
+    assert page.evaluate("() => window.scrollY") == page_scroll, "showing the quotes scrolled the page itself"
+
+    # Scrolled away by hand, the quote comes back into view when its [n] marker is clicked.
+    card = deep[0]
+    number = card.rsplit("-", 1)[1]
+    page.locator(card).locator(".rag-passage").evaluate("(box) => { box.scrollTop = 0; }")
+    assert not quote_in_view(quote_geometry(page, card))
+    page.locator(f"#chat #turn-1 a.rag-cite[data-target='src-1-{number}']").click()
+    g = wait_for_quote_in_view(page, card)
+    assert quote_in_view(g), (card, g)
+    expect(page.locator(card).locator("mark")).to_be_in_viewport()
+
+
+def test_no_documents_selected_is_one_calm_message(page, server):
+    from playwright.sync_api import expect
+
+    from ui.app import NO_DOCUMENTS_MESSAGE
+
+    labels = page.locator("#doc-filter label")
+    for i in range(labels.count()):
+        labels.nth(i).click()
+    expect(page.locator("#doc-filter input:checked")).to_have_count(0)
+    typed = "Where are women trafficked to?"
+    page.fill("#question textarea", typed)
+    page.press("#question textarea", "Enter")
+    notice = page.locator("#chat .rag-notice")
+    expect(notice).to_have_text(NO_DOCUMENTS_MESSAGE, timeout=ANSWER_TIMEOUT_MS)
+    expect(notice).to_be_visible()
+    expect(page.locator("#question textarea")).to_have_value(typed)
+    # Neither a toast nor Gradio's red "Error" badges over the chat, the sources or the question box.
+    expect(page.locator(".toast-body")).to_have_count(0)
+    expect(page.locator(".error")).to_have_count(0)
+    expect(page.locator("#chat .rag-turn")).to_have_count(0)
+
+    # With a document ticked again, the question still in the box is answered and the notice goes.
+    page.locator("#doc-filter label", has_text="Sex trafficking in Malaysia").click()
+    page.click("#ask")
+    page.wait_for_selector("#chat #turn-1 .rag-bot", timeout=ANSWER_TIMEOUT_MS)
+    expect(notice).to_have_count(0)
+    expect(page.locator("#chat #turn-1")).to_contain_text("searched 1 of")
+
+
+def test_long_question_is_marked_truncated_under_a_short_heading(page, server):
+    from playwright.sync_api import expect
+
+    from rag.tokens import truncate_tokens
+    from ui.app import HEADING_QUESTION_CHARS
+
+    config = server.assistant.config
+    words = server.assistant.documents["compound-abuses-myanmar-border-areas-2023"].text.split()
+    question = f"{DEEP_QUOTE_QUESTIONS[0]} {' '.join(words[:LONG_QUESTION_WORDS])}"
+    _cut, tokens = truncate_tokens(question, config.max_question_tokens, config.encoding)
+    assert tokens > config.max_question_tokens
+    ask(page, question, 1)
+    note = page.locator("#chat #turn-1 .rag-truncated")
+    expect(note).to_contain_text(f"Only the first {config.max_question_tokens} tokens of your question were used")
+    expect(note).to_contain_text(f"it has {tokens}")
+
+    heading = page.locator("#sources h3").first
+    text = heading.inner_text()
+    assert text.startswith("Sources for \u201c") and text.endswith("\u2026\u201d"), text
+    assert len(text) <= len("Sources for \u201c\u2026\u201d") + HEADING_QUESTION_CHARS, text
+    assert question.startswith(text[len("Sources for \u201c"):-2])
+    size = heading.evaluate("""(h) => { const cs = getComputedStyle(h);
+        return {font: parseFloat(cs.fontSize), line: parseFloat(cs.lineHeight),
+                height: h.getBoundingClientRect().height, body: parseFloat(getComputedStyle(document.body).fontSize)};
+    }""")
+    assert size["font"] <= size["body"], size  # body-sized, not a display heading
+    assert size["height"] <= MAX_TITLE_LINES * size["line"] + PX_TOLERANCE, size
+
+
+def test_passages_box_shows_the_number_used(page, server):
+    from playwright.sync_api import expect
+
+    assert len(server.assistant.ask(QUESTION, k=1).passages) == 1
+    box = page.locator("#k-slider input[type=number]")
+    box.click()
+    box.press("Control+a")
+    box.type("0")  # still focused: Gradio's slider alone clamps only when the box loses focus
+    expect(box).to_have_value("1")
+    ask(page, QUESTION, 1)
+    meta = page.locator("#chat #turn-1 .rag-meta")
+    expect(meta).to_contain_text(re.compile(r"\u00b7 1 passage \u00b7"))
+    expect(box).to_have_value("1")
+    expect(page.locator("#chat #turn-1 .rag-truncated")).to_have_count(0)  # a short question is not cut
+
+    box.click()
+    box.press("Control+a")
+    box.type("99")
+    expect(box).to_have_value("50")
+
+
+#: Rectangles (page coordinates) of the parts the narrow layout arranges, and each title's line count.
+NARROW_GEOMETRY_JS = """() => {
+  const rect = (sel) => { const r = document.querySelector(sel).getBoundingClientRect();
+    return {left: r.left, top: r.top + scrollY, width: r.width, bottom: r.bottom + scrollY}; };
+  const lines = (el) => Math.round(el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).lineHeight));
+  const titles = [...document.querySelectorAll('#doc-filter label span')].map((span) => ({
+    title: span.textContent, lines: lines(span)}));
+  return {filter: rect('#doc-filter'), slider: rect('#k-slider'), answer: rect('#chat #turn-1 .rag-bot'),
+          sources: rect('#sources'), titles, pageWidth: document.documentElement.scrollWidth};
+}"""
+
+
+def test_narrow_layout_stacks_filter_answer_and_sources(page, server, tmp_path):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size(NARROW_VIEWPORT)
+    ask(page, QUESTION, 1)
+    expect(page.locator("#sources #src-1-1")).to_be_visible()
+    shot = tmp_path / "ui-400px.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+    g = page.evaluate(NARROW_GEOMETRY_JS)
+    width = NARROW_VIEWPORT["width"]
+    assert g["pageWidth"] <= width, g  # nothing sticks out sideways
+    assert g["filter"]["width"] >= MIN_FILTER_SHARE * width, g["filter"]
+    assert g["slider"]["top"] >= g["filter"]["bottom"] - PX_TOLERANCE, g  # under the filter, not squeezing it
+    assert g["titles"] and all(t["lines"] <= MAX_TITLE_LINES for t in g["titles"]), g["titles"]
+    gap = g["sources"]["top"] - g["answer"]["bottom"]
+    assert 0 <= gap <= MAX_SOURCES_GAP_PX, g
 
 
 def test_uploaded_payload_document_renders_inert(page, server):
