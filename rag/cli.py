@@ -7,7 +7,6 @@ exit code; there is never a traceback for a known problem.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import re
@@ -202,7 +201,9 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
     config = _config(args)
     if args.concurrency is not None:
-        config = dataclasses.replace(config, serve_concurrency=args.concurrency)
+        config = config.replace(serve_concurrency=args.concurrency)
+    if args.no_cache:
+        config = config.replace(answer_cache_size=0)
     kwargs = {"clients": args.clients, "requests_per_client": args.requests, "timeout": args.timeout,
               "deadline": args.deadline}
     if args.url:
@@ -307,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=600.0, help="seconds for the whole run")
     p.add_argument("--concurrency", type=int, help="asks served at once by the started server "
                                                   "(default Config.serve_concurrency)")
+    p.add_argument("--no-cache", action="store_true", help="the started server answers every ask afresh")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_loadtest)
 

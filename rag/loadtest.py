@@ -9,6 +9,8 @@ whole run by ``deadline`` seconds; what did not finish counts as an error.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import statistics
@@ -190,6 +192,7 @@ def serve_and_load(index_dir: Path | None, config: Any, **kwargs: Any) -> LoadRe
     try:
         result = run_loadtest(url, **kwargs)
     finally:
-        app.close()
+        with contextlib.redirect_stdout(io.StringIO()):  # Gradio prints "Closing server…", which is not ours
+            app.close()
     return LoadResult(**{**result.to_dict(), "error_examples": result.error_examples,
                          "concurrency_limit": config.serve_concurrency})
