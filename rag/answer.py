@@ -241,6 +241,7 @@ class Answerer:
             parts.append(("\u2026" if a > start else "") + shown + ("\u2026" if b < end else ""))
             inside = a <= cand.answer_start and cand.answer_end <= b
             citations.append(Citation(len(citations) + 1, doc.doc_id, doc.title, doc.section_at(a), quote, a, b,
-                                      cand.answer_start if inside else -1, cand.answer_end if inside else -1))
+                                      cand.answer_start if inside else -1, cand.answer_end if inside else -1,
+                                      doc.page_at(a)))
         text = " ".join(f"{part} [{c.number}]" for part, c in zip(parts, citations))
         return Answer(text, False, citations, passages, question, confidence, features)

@@ -1,6 +1,10 @@
-"""Stage 1: load ``.txt``/``.md`` files into documents with sections and blocks.
+"""Stage 1: load files into documents with sections and blocks.
 
-Three heading styles are recognised:
+``.txt``/``.md`` files are read here; PDF, DOCX and HTML files are read by ``rag.loaders``, whose
+text and headings become a document the same way. What a file is, is told by its content first (a
+PDF named ``.txt`` is read as a PDF) and its name second.
+
+Three heading styles are recognised in plain text:
 
 * wiki style: a ``= Title =`` first line and ``==Section==`` lines;
 * Markdown: ``# Title`` and ``##`` … ``######`` headings;
@@ -24,18 +28,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from . import loaders
 from .config import project_home
 from .errors import DocumentError, EmptyCorpusError
-from .types import Block, Document, Section
+from .loaders import Extracted
+from .types import Block, Document, Page, Section
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = (".txt", ".md")
+#: Every suffix indexed in a folder: text and Markdown, and what ``rag.loaders`` reads (PDF, DOCX, HTML).
+SUPPORTED_SUFFIXES = loaders.SUPPORTED_SUFFIXES
 CATALOGUE_NAME = "catalogue.json"
 #: File formats told by their first bytes (a PDF renamed .txt is still a PDF).
-_FORMATS = ((b"%PDF-", "PDF"), (b"PK\x03\x04", "ZIP (or DOCX/XLSX/ODT)"), (b"\xd0\xcf\x11\xe0", "Microsoft Office (old)"),
-            (b"{\\rtf", "RTF"), (b"\x89PNG", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"),
-            (b"\x1f\x8b", "gzip"), (b"\x7fELF", "executable"))
+_FORMATS = loaders.BINARY_SIGNATURES
+#: Signatures of formats ``load_document`` reads although ``read_text_file`` refuses them as not text.
+_LOADABLE = (loaders.PDF_MAGIC, loaders.ZIP_MAGIC)
+_SUFFIX_LIST = ", ".join(SUPPORTED_SUFFIXES)
 #: Bytes sniffed for NUL characters to tell binary files from text.
 _BINARY_SNIFF = 8192
 
@@ -292,8 +300,47 @@ def parse_document(text: str, *, doc_id: str, path: str = "", title: str | None 
     if not text.strip():
         raise DocumentError(f"{path or doc_id}: the document is empty")
     found_title, headings, toc_span = _headings(text, suffix)
+    return _assemble(text, doc_id=doc_id, path=path, title=title or found_title, headings=headings,
+                     toc_span=toc_span, title_line_end=_first_line_end(text) if found_title is not None else 0,
+                     meta=meta)
+
+
+def document_from_extracted(extracted: Extracted, *, doc_id: str, path: str = "", title: str | None = None,
+                            meta: dict | None = None) -> Document:
+    """A ``Document`` from what a loader read (PDF, DOCX, HTML): its headings become sections as plain-text
+    headings do; a format that marks none gets the plain-text rules, then the loader's fallback headings."""
+    text = extracted.text
+    if not text.strip():
+        raise DocumentError(f"{path or doc_id}: holds no text")
+    found_title, toc_span, title_line_end = None, None, 0
+    if extracted.headings is None:
+        found_title, headings, toc_span = _headings(text, ".txt")
+        if not headings and extracted.fallback_headings:
+            headings = [_Heading(h.title, h.start, h.end) for h in extracted.fallback_headings]
+        title_line_end = _first_line_end(text) if found_title is not None else 0
+    else:
+        headings = [_Heading(h.title, h.start, h.end) for h in extracted.headings]
+    merged = {**extracted.meta, **(meta or {})}
+    return _assemble(text, doc_id=doc_id, path=path, title=title or extracted.title or found_title,
+                     headings=headings, toc_span=toc_span, title_line_end=title_line_end, meta=merged,
+                     pages=extracted.pages, title_lines=extracted.title_lines)
+
+
+def _first_line_end(text: str) -> int:
+    """End of the first non-blank line (the title line of wiki and Markdown documents)."""
+    for _s, e, line in _lines(text):
+        if line.strip():
+            return e
+    return 0
+
+
+def _assemble(text: str, *, doc_id: str, path: str, title: str | None, headings: Sequence[_Heading],
+              toc_span: tuple[int, int] | None, title_line_end: int, meta: dict | None,
+              pages: Sequence[Page] = (), title_lines: Sequence[tuple[int, int]] = ()) -> Document:
+    """Sections from the headings, paragraph blocks inside them (headings, the title and the table of
+    contents left out), and the document."""
     titles = _qualified_titles(headings)
-    doc_title = title or found_title or Path(path).stem.replace("-", " ").replace("_", " ").strip().capitalize() or doc_id
+    doc_title = title or Path(path).stem.replace("-", " ").replace("_", " ").strip().capitalize() or doc_id
 
     sections: list[Section] = []
     first_heading = headings[0].line_start if headings else len(text)
@@ -304,14 +351,8 @@ def parse_document(text: str, *, doc_id: str, path: str = "", title: str | None 
         end = headings[i + 1].line_start if i + 1 < len(headings) else len(text)
         sections.append(Section(name, h.line_start, end))
 
-    heading_lines = {(h.line_start, h.line_end) for h in headings}
-    title_line_end = 0
-    if found_title is not None:
-        # The title line itself (wiki "= T =" or markdown "# T") is not body text.
-        for s, e, line in _lines(text):
-            if line.strip():
-                title_line_end = e
-                break
+    # The title line (wiki "= T =", Markdown "# T", a PDF's title) is not body text, nor are headings.
+    heading_lines = {(h.line_start, h.line_end) for h in headings} | set(title_lines)
     blocks: list[Block] = []
     for section in sections:
         for s, e in _paragraphs(text, section.start, section.end):
@@ -332,7 +373,7 @@ def parse_document(text: str, *, doc_id: str, path: str = "", title: str | None 
     if not blocks:
         raise DocumentError(f"{path or doc_id}: the document holds headings but no text")
     return Document(doc_id=doc_id, title=doc_title, path=path, text=text, sha256=sha256_text(text),
-                    sections=tuple(sections), blocks=tuple(blocks), meta=dict(meta or {}))
+                    sections=tuple(sections), blocks=tuple(blocks), meta=dict(meta or {}), pages=tuple(pages))
 
 
 def _strip_heading_lines(text: str, start: int, end: int, heading_lines: set[tuple[int, int]],
@@ -358,38 +399,71 @@ def document_from_text(doc_id: str, text: str, title: str = "", path: str = "", 
 
 
 def read_text_file(path: Path) -> str:
-    """Read a text file strictly: binary, non-UTF-8 and empty files raise ``DocumentError``."""
+    """Read a text file strictly: binary, non-UTF-8 and empty files raise ``DocumentError``.
+
+    PDF and DOCX files are refused here too (they are not text); ``load_document`` reads them.
+    """
+    return decode_text(path.name, _read_bytes(path))
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise DocumentError(f"{path.name}: cannot be read ({exc.strerror or exc})") from exc
-    kind = next((name for magic, name in _FORMATS if raw.startswith(magic)), None)
+
+
+def decode_text(name: str, raw: bytes) -> str:
+    """The text of a text file's bytes (UTF-8, or UTF-16 with a byte-order mark), line ends normalised;
+    binary, non-UTF-8 and empty files raise ``DocumentError`` naming ``name``."""
+    kind = next((label for magic, label in _FORMATS if raw.startswith(magic)), None)
     if kind is not None:  # sniffed by content, whatever the file is called
-        raise DocumentError(f"{path.name}: is a {kind} file, not text (whatever its name says); only .txt and .md "
-                            "text can be indexed: export it as plain text first")
+        fix = ("index it with rag ingest (or load_documents), which reads it as what it is"
+               if raw.startswith(_LOADABLE) else loaders.EXPORT_HINT)
+        raise DocumentError(f"{name}: is a {kind} file, not text (whatever its name says); {fix}")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with a byte-order mark
         try:
             text = raw.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise DocumentError(f"{path.name}: starts like UTF-16 text but is not (bad bytes at offset "
+            raise DocumentError(f"{name}: starts like UTF-16 text but is not (bad bytes at offset "
                                 f"{exc.start}); convert it to UTF-8") from exc
         if "\x00" in text[:_BINARY_SNIFF]:
-            raise DocumentError(f"{path.name}: looks like a binary file, not text")
-        return _checked_text(path, text)
+            raise DocumentError(f"{name}: looks like a binary file, not text")
+        return _checked_text(name, text)
     if b"\x00" in raw[:_BINARY_SNIFF]:
-        raise DocumentError(f"{path.name}: looks like a binary file, not text (UTF-16 without a byte-order mark "
+        raise DocumentError(f"{name}: looks like a binary file, not text (UTF-16 without a byte-order mark "
                             "also looks so: convert it to UTF-8)")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DocumentError(f"{path.name}: is not UTF-8 text (bad byte at offset {exc.start}); "
+        raise DocumentError(f"{name}: is not UTF-8 text (bad byte at offset {exc.start}); "
                             "convert it to UTF-8") from exc
-    return _checked_text(path, text)
+    return _checked_text(name, text)
 
 
-def _checked_text(path: Path, text: str) -> str:
+def document_from_bytes(raw: bytes, name: str, *, doc_id: str, path: str = "", title: str | None = None,
+                        meta: dict | None = None) -> Document:
+    """A document from a file's bytes, read as what its content says it is (``name`` gives the suffix when
+    the content does not, and names the file in errors): text and Markdown here, PDF, DOCX and HTML through
+    ``rag.loaders``."""
+    extracted = loaders.extract(raw, name)
+    if extracted is None:
+        suffix = Path(name).suffix.lower()
+        return parse_document(decode_text(name, raw), doc_id=doc_id, path=path, title=title,
+                              suffix=suffix if suffix in loaders.TEXT_SUFFIXES else ".txt", meta=meta)
+    return document_from_extracted(extracted, doc_id=doc_id, path=path, title=title, meta=meta)
+
+
+def load_document(path: Path, *, doc_id: str, stored: str = "", title: str | None = None,
+                  meta: dict | None = None) -> Document:
+    """One file of any supported format as a ``Document`` (``stored``: the path recorded in the index)."""
+    return document_from_bytes(_read_bytes(path), path.name, doc_id=doc_id, path=stored or str(path), title=title,
+                               meta=meta)
+
+
+def _checked_text(name: str, text: str) -> str:
     if not text.strip():
-        raise DocumentError(f"{path.name}: is empty")
+        raise DocumentError(f"{name}: is empty")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -480,7 +554,7 @@ def load_documents(paths: Sequence[str | Path], home: Path | None = None
     nothing was given or nothing could be read.
     """
     if not paths:
-        raise EmptyCorpusError("no input: give at least one file or folder of .txt/.md documents")
+        raise EmptyCorpusError(f"no input: give at least one file or folder of documents ({_SUFFIX_LIST})")
     files, skipped, _folders = expand_paths(paths)
     docs: list[Document] = []
     used_ids: dict[str, str] = {}
@@ -502,11 +576,9 @@ def load_documents(paths: Sequence[str | Path], home: Path | None = None
             # Same file name in two folders: keep ids stable by suffixing a hash of the path.
             doc_id = suffixed_id(doc_id, stored)
         try:
-            text = read_text_file(f)
             meta = {k: v for k, v in entry.items() if k not in ("file", "title") and v is not None}
             meta["file"] = f.name
-            doc = parse_document(text, doc_id=doc_id, path=stored, title=entry.get("title"),
-                                 suffix=f.suffix.lower(), meta=meta)
+            doc = load_document(f, doc_id=doc_id, stored=stored, title=entry.get("title"), meta=meta)
         except DocumentError as exc:
             log.info("skipped %s", exc)  # reported to the caller in ``skipped``, which the CLI and UI show
             skipped.append((str(f), str(exc).split(": ", 1)[-1]))
@@ -514,6 +586,6 @@ def load_documents(paths: Sequence[str | Path], home: Path | None = None
         used_ids[doc_id] = stored
         docs.append(doc)
     if not docs:
-        detail = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped) or "no .txt or .md files found"
+        detail = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped) or f"no {_SUFFIX_LIST} files found"
         raise EmptyCorpusError(f"no readable documents in {', '.join(map(str, paths))} ({detail})")
     return docs, skipped

@@ -47,7 +47,7 @@ from .embedding import Embedder
 from .errors import (IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, IndexWriteError,
                      InputError)
 from .lexical import BM25Index
-from .types import Block, Chunk, Document, Section
+from .types import Block, Chunk, Document, Page, Section
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +93,24 @@ def embedded_text(chunk: Chunk, title: str, with_headers: bool) -> str:
 
 
 def _doc_to_json(doc: Document) -> dict[str, Any]:
-    return {"doc_id": doc.doc_id, "title": doc.title, "path": doc.path, "sha256": doc.sha256, "meta": doc.meta,
+    data = {"doc_id": doc.doc_id, "title": doc.title, "path": doc.path, "sha256": doc.sha256, "meta": doc.meta,
             "sections": [[s.title, s.start, s.end] for s in doc.sections],
             "blocks": [[b.start, b.end, b.kind, b.section] for b in doc.blocks], "text": doc.text}
+    if doc.pages:  # only documents with pages (PDF) carry the key: text documents' lines stay as they were
+        data["pages"] = [[p.start, p.end, p.number] for p in doc.pages]
+    return data
 
 
 def _doc_from_json(data: dict[str, Any]) -> Document:
+    """A document from its documents.jsonl line; lines written before pages existed have no "pages"."""
+    pages = tuple(Page(*p) for p in data.get("pages") or ())
+    if any(not all(isinstance(v, int) and not isinstance(v, bool) for v in (p.start, p.end, p.number))
+           or not 0 <= p.start <= p.end <= len(data["text"]) for p in pages):
+        raise ValueError(f"document {data['doc_id']!r} has page spans outside its text")
     return Document(doc_id=data["doc_id"], title=data["title"], path=data["path"], text=data["text"],
                     sha256=data["sha256"], sections=tuple(Section(*s) for s in data["sections"]),
-                    blocks=tuple(Block(*b) for b in data["blocks"]), meta=dict(data.get("meta") or {}))
+                    blocks=tuple(Block(*b) for b in data["blocks"]), meta=dict(data.get("meta") or {}),
+                    pages=pages)
 
 
 @dataclass

@@ -106,13 +106,13 @@ def test_unreadable_files_are_reported_and_skipped(tmp_path):
 
 
 def test_explicit_unsupported_file_is_skipped_with_reason(tmp_path):
-    pdf = tmp_path / "paper.pdf"
-    pdf.write_bytes(b"%PDF-1.4")
+    odt = tmp_path / "paper.odt"
+    odt.write_bytes(b"PK\x03\x04 an OpenDocument file")
     ok = tmp_path / "ok.txt"
     ok.write_text("Some text.")
-    docs, skipped = load_documents([pdf, ok])
+    docs, skipped = load_documents([odt, ok])
     assert [d.doc_id for d in docs] == ["ok"]
-    assert "unsupported file type .pdf" in skipped[0][1]
+    assert "unsupported file type .odt" in skipped[0][1] and ".pdf" in skipped[0][1]
 
 
 def test_empty_input_is_a_clear_error(tmp_path):

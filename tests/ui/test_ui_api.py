@@ -35,6 +35,16 @@ def client(server):
     return Client(server.url, verbose=False)
 
 
+def _scanned_pdf() -> bytes:
+    """A PDF page holding only a drawn rectangle: what a scan without OCR looks like to a text extractor."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.rect(20, 20, 120, 80, style="F")
+    return bytes(pdf.output())
+
+
 def index_state(server) -> tuple[dict, bytes, list[str]]:
     """What must not change when an upload is refused: the index's contents, its manifest, the uploads folder."""
     info = server.assistant.info()
@@ -148,6 +158,8 @@ def test_upload_adds_updates_and_refuses(client, server, tmp_path):
     # Refused files: a clear reason each, and the index and the uploads folder stay as they were.
     bad = {
         "notes.pdf": b"%PDF-1.7 not text",
+        "notes.odt": b"PK\x03\x04 an OpenDocument file",
+        "scan.pdf": _scanned_pdf(),
         "binary.txt": b"abc\x00\x01\x02 binary",
         "latin1.txt": "caf\u00e9 cr\u00e8me".encode("latin-1"),
         "empty.md": b"  \n\n ",
@@ -163,7 +175,9 @@ def test_upload_adds_updates_and_refuses(client, server, tmp_path):
     assert not refused["ok"] and not refused["added"] and not refused["changed"]
     reasons = {r["file"]: r["reason"] for r in refused["rejected"]}
     assert set(reasons) == set(bad)
-    assert "only .txt, .md" in reasons["notes.pdf"]
+    assert "damaged PDF" in reasons["notes.pdf"]
+    assert "only .txt, .md, .pdf, .docx" in reasons["notes.odt"]
+    assert "no text layer (scanned?); run OCR first" in reasons["scan.pdf"]
     assert "binary" in reasons["binary.txt"]
     assert "UTF-8" in reasons["latin1.txt"]
     assert "empty" in reasons["empty.md"]
@@ -177,6 +191,47 @@ def test_upload_adds_updates_and_refuses(client, server, tmp_path):
     with pytest.raises(Exception):
         client.predict(files=[handle_file(str(huge))], api_name="/upload")
     assert index_state(server) == state
+
+
+def _two_page_pdf() -> bytes:
+    """Page 1 about ferries, page 2 about the lighthouse, each under a bookmarked heading."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_title("Harbour report")
+    for heading, body in (("1 Ferry services", "The harbour of Porto has three ferry lines, which cross the river "
+                                               "every twenty minutes."),
+                          ("2 The lighthouse", "The lighthouse on the north pier was designed by the engineer "
+                                               "Maria Soares and completed in 1886.")):
+        pdf.add_page()
+        pdf.set_font("Helvetica", "B", 16)
+        pdf.start_section(heading)
+        pdf.cell(0, 10, heading, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 11)
+        pdf.multi_cell(0, 6, body)
+    return bytes(pdf.output())
+
+
+def test_an_uploaded_pdf_is_cited_with_its_page(client, server, tmp_path):
+    """A PDF added through /upload (named .txt, to show the content decides) answers with "p. 2" in the
+    citation, the sources card and the Markdown export."""
+    from gradio_client import handle_file
+
+    from ui.app import render_sources_html
+
+    path = tmp_path / "Harbour Report.txt"
+    path.write_bytes(_two_page_pdf())
+    result = client.predict(files=[handle_file(str(path))], api_name="/upload")
+    assert result["ok"] and result["added"] == ["harbour-report"], result
+    doc = server.assistant.documents["harbour-report"]
+    assert doc.meta["format"] == "pdf" and [p.number for p in doc.pages] == [1, 2]
+    question = "Who designed the lighthouse on the north pier?"
+    answer = client.predict(question=question, doc_ids=["harbour-report"], api_name="/ask")
+    assert not answer["abstained"] and answer["citations"][0]["page"] == 2, answer["text"]
+    assert "(p. 2, chars" in answer["markdown"]
+    sources = render_sources_html(server.assistant.ask(question, doc_ids=["harbour-report"]), 1,
+                                  server.assistant.documents)
+    assert '<span class="rag-page">p. 2</span>' in sources
 
 
 def test_plain_http_call(server):
