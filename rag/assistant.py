@@ -17,6 +17,7 @@ from .answer import Answerer
 from .config import Config, default_index_dir, default_seeds_dir, project_home
 from .documents import display_path, expand_paths, load_documents, resolve_stored_path, suffixed_id
 from .embedding import Embedder
+from .generator import Generator, make_generator
 from .errors import (EmptyCorpusError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, InputError,
                      QuestionTruncatedWarning, RagError)
 from .index import Index, check_writable_target, disk_stamp, write_lock
@@ -37,12 +38,14 @@ class Assistant:
     """
 
     def __init__(self, index: Index, config: Config | None = None, embedder: Embedder | None = None,
-                 reader: Reader | None = None) -> None:
+                 reader: Reader | None = None, generator: Generator | None = None) -> None:
         self.config = config or Config()
         self.embedder = embedder or Embedder(self.config.model_name, self.config.embed_dtype,
                                              self.config.embed_batch_size)
         self.reader = reader if reader is not None else load_reader(self.config)
         self.reranker = make_reranker(self.config.reranker, self.config.rerank_retrieval_weight)
+        # Opt-in (Config.generator_url or $RAG_GENERATOR_URL); None answers by quoting only.
+        self.generator = generator if generator is not None else make_generator(self.config, self.embedder)
         self._writing = threading.Lock()  # one write at a time in this process (the file lock: across processes)
         self._reloading = threading.Lock()
         self._failed_stamp: tuple[int, int, int] | None = None
@@ -214,6 +217,11 @@ class Assistant:
             return cached
         passages, readings = self._search(state, question, k, doc_ids, retriever)
         answer = state.answerer.answer(question, passages, readings)
+        if self.generator is not None:
+            result = self.generator.generate(question, passages, answer, state.index.documents, readings)
+            answer = replace(result.answer, mode=result.mode)
+            if "generator unavailable" in result.mode:
+                return answer  # not cached: the server may be back for the next ask
         state.remember(key, answer, self.config.answer_cache_size)
         return answer
 

@@ -28,6 +28,10 @@ def _config(args: argparse.Namespace) -> Config:
     changes: dict[str, Any] = {}
     if getattr(args, "retriever", None):
         changes["retriever"] = args.retriever
+    if getattr(args, "generator", None):
+        changes["generator_url"] = args.generator
+    if getattr(args, "model", None):
+        changes["generator_model"] = args.model
     return Config().replace(**changes) if changes else Config()
 
 
@@ -68,11 +72,14 @@ def _one_line(message: Any) -> str:
 def _print_answer(answer, out=None, width: int = 100) -> None:
     out = out or sys.stdout
     print(textwrap.fill(_inert(answer.text), width), file=out)
+    if answer.mode != "extractive":
+        print(_inert(f"({answer.mode})"), file=out)
     if answer.citations:
         print("\nSources:", file=out)
         for c in answer.citations:
             where = c.title if not c.section or c.section == c.title else f"{c.title} \u2014 {c.section}"
-            print(_inert(f"  [{c.number}] {where} (doc {c.doc_id}, chars {c.start}\u2013{c.end})"), file=out)
+            page = f"p. {c.page}, " if c.page is not None else ""
+            print(_inert(f"  [{c.number}] {where} (doc {c.doc_id}, {page}chars {c.start}\u2013{c.end})"), file=out)
             quote = _inert(" ".join(c.quote.split()))
             print(textwrap.indent(textwrap.fill(f"\u201c{quote}\u201d", width - 6), "      "), file=out)
     elif answer.passages:
@@ -221,7 +228,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from ui.app import serve
     except ImportError as exc:  # the UI ships in the same source tree
         raise RagError(f"the UI is not available: {exc}") from exc
-    serve(index_dir=args.index, host=args.host, port=args.port, auth=args.auth, open_browser=False)
+    serve(index_dir=args.index, host=args.host, port=args.port, auth=args.auth, open_browser=False,
+          config=_config(args))
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from .api import API_KEY_ENV, build_server, resolve_api_key
+
+    key = resolve_api_key(args.api_key)
+    server, url = build_server(args.index, host=args.host, port=args.port, api_key=key, config=_config(args),
+                               log_level="info" if args.verbose else "warning")
+    auth = "bearer token required" if key else f"no API key (set {API_KEY_ENV} or pass --api-key to require one)"
+    print(f"API at {url}/v1 (docs: {url}/docs; {auth}); Ctrl-C to stop", flush=True)
+    server.run()
     return 0
 
 
@@ -247,6 +267,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {_one_line(message)} (see: {self.prog} --help)\n")
 
 
+def _add_generator_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generator", metavar="URL", help="OpenAI-compatible server that writes the answer, every "
+                                                      "sentence checked against its quote (or RAG_GENERATOR_URL)")
+    p.add_argument("--model", metavar="NAME", help="the generator's model name (or RAG_GENERATOR_MODEL)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rag", description="Offline question answering with citations.")
     parser.add_argument("--index", help="index folder (default: embeddings/default)")
@@ -263,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], **kwargs)
 
     p = add_parser("ingest", help="index files or folders (incremental)")
-    p.add_argument("paths", nargs="*", help=".txt/.md files or folders (default: the sources ingested before, "
+    p.add_argument("paths", nargs="*", help=".txt/.md/.pdf/.docx/.html files or folders (default: the sources ingested before, "
                                             "or seeds/)")
     p.add_argument("--rebuild", action="store_true", help="re-embed everything; replaces an incompatible index")
     p.add_argument("--upgrade", action="store_true", help="rebuild only if the index was built with another "
@@ -275,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                               ("retrieve", cmd_retrieve, "show the passages retrieved for a question")):
         p = add_parser(name, help=help_)
         p.add_argument("question")
+        if name == "ask":
+            _add_generator_arguments(p)
         p.add_argument("--k", type=int, default=None, help="passages to retrieve (default 10)")
         p.add_argument("--doc", action="append", help="only search this document id (repeatable)")
         p.add_argument("--retriever", choices=("dense", "bm25", "hybrid"))
@@ -282,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     p = add_parser("chat", help="interactive question prompt (follow-ups build on the previous question)")
+    _add_generator_arguments(p)
     p.add_argument("--k", type=int, default=None)
     p.add_argument("--doc", action="append", help="only search this document id (repeatable)")
     p.add_argument("--retriever", choices=("dense", "bm25", "hybrid"))
@@ -313,10 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_loadtest)
 
     p = add_parser("serve", help="start the web UI")
+    _add_generator_arguments(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--auth", help="USER:PASSWORD required to open the UI (or set RAG_AUTH)")
     p.set_defaults(func=cmd_serve)
+
+    p = add_parser("api", help="start the REST and OpenAI-compatible HTTP API (FastAPI on uvicorn)")
+    _add_generator_arguments(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", help="bearer token every /v1 request must carry (or set RAG_API_KEY; the "
+                                     "environment keeps it out of the process list)")
+    p.set_defaults(func=cmd_api)
 
     p = add_parser("train-reader", help="fine-tune the reader model on SQuAD (see models/reader/README.md)")
     from .train import add_arguments as add_train_arguments

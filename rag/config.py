@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .loaders import SUPPORTED_SUFFIXES as LOADABLE_SUFFIXES
 
 #: Environment variable naming the project home (seeds/, embeddings/, caches).
 HOME_ENV = "RAG_HOME"
@@ -130,7 +131,21 @@ class Config:
 
     # --- uploads (UI) ----------------------------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024
-    allowed_extensions: tuple[str, ...] = (".txt", ".md")
+    #: File types the UI accepts (each must be one ``rag.loaders`` reads; the content decides how it is read).
+    allowed_extensions: tuple[str, ...] = (".txt", ".md", ".pdf", ".docx", ".htm", ".html")
+
+    # --- generator (opt-in, query time) -----------------------------------------
+    #: An OpenAI-compatible server that writes the answer (llama.cpp, Ollama's http://127.0.0.1:11434/v1,
+    #: vLLM); "" = off, or $RAG_GENERATOR_URL. Every sentence is checked against its quote (rag.generator);
+    #: the key comes from $RAG_GENERATOR_API_KEY only, never from a file.
+    generator_url: str = ""
+    #: The server's model name ("" = $RAG_GENERATOR_MODEL, else "default", which llama.cpp accepts).
+    generator_model: str = ""
+    #: Seconds for a whole generated answer before the extractive one is shown.
+    generator_timeout: float = 120.0
+    generator_max_tokens: int = 256
+    #: Best-ranked passages numbered [1]…[n] in the prompt.
+    generator_passages: int = 5
 
     # --- serving and writing ------------------------------------------------------
     #: Asks served at once by ``rag serve``: they overlap tokenising, retrieval and rendering while the model
@@ -153,7 +168,8 @@ class Config:
 
         for name in ("chunk_tokens", "chunk_max_chars", "embed_batch_size", "max_question_tokens", "top_k",
                      "rrf_k", "reader_batch_size", "reader_passages", "answer_max_words", "answer_max_sentences",
-                     "max_upload_bytes", "second_quote_min_words", "serve_concurrency"):
+                     "max_upload_bytes", "second_quote_min_words", "serve_concurrency",
+                     "generator_max_tokens", "generator_passages"):
             positive(name)
         for name, choices in (("reader", READERS), ("reranker", RERANKERS), ("reader_precision", READER_PRECISIONS)):
             if getattr(self, name) not in choices:
@@ -162,6 +178,14 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"{name} must be a number, 0 or more, got {value!r}")
+        if isinstance(self.generator_timeout, bool) or not isinstance(self.generator_timeout, (int, float)) \
+                or not self.generator_timeout > 0:
+            raise ConfigError(f"generator_timeout must be seconds above 0, got {self.generator_timeout!r}")
+        if self.generator_url:
+            from .generator import GeneratorSettings  # here: rag.generator imports modules that import this one
+
+            GeneratorSettings(self.generator_url, self.generator_model or "default", self.generator_timeout,
+                              self.generator_max_tokens, 0.0, self.generator_passages)
         if isinstance(self.answer_cache_size, bool) or not isinstance(self.answer_cache_size, int) \
                 or self.answer_cache_size < 0:
             raise ConfigError(f"answer_cache_size must be 0 or more, got {self.answer_cache_size!r}")
@@ -186,6 +210,10 @@ class Config:
         exts = tuple(e.lower() for e in self.allowed_extensions)
         if not exts or any(not e.startswith(".") for e in exts):
             raise ConfigError(f"allowed_extensions must be like ('.txt', '.md'), got {self.allowed_extensions!r}")
+        unreadable = [e for e in exts if e not in LOADABLE_SUFFIXES]
+        if unreadable:
+            raise ConfigError(f"allowed_extensions {', '.join(unreadable)} cannot be read; choose among "
+                              f"{', '.join(LOADABLE_SUFFIXES)}")
 
     # Index-time settings: a change to any of these invalidates stored chunks or vectors.
     INDEX_FIELDS = ("encoding", "chunk_tokens", "chunk_overlap_tokens", "chunk_max_chars", "model_name",

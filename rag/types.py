@@ -6,6 +6,7 @@ Every span is a pair of character offsets into its document's full text, so
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,8 +35,21 @@ class Block:
 
 
 @dataclass(frozen=True)
+class Page:
+    """The span of a document's text that came from one page of its file (PDF pages, numbered from 1)."""
+
+    start: int
+    end: int
+    number: int
+
+
+@dataclass(frozen=True)
 class Document:
-    """A loaded source document."""
+    """A loaded source document.
+
+    ``pages`` is empty for formats without pages (text, Markdown, DOCX, HTML); for a PDF it holds
+    one span per page with text, in order, so every character's page is known.
+    """
 
     doc_id: str
     title: str
@@ -45,6 +59,7 @@ class Document:
     sections: tuple[Section, ...] = ()
     blocks: tuple[Block, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    pages: tuple[Page, ...] = ()
 
     def section_at(self, offset: int) -> str:
         """Title of the section holding character ``offset`` ('' if none)."""
@@ -53,6 +68,16 @@ class Document:
             if section.start <= offset < section.end:
                 title = section.title
         return title
+
+    def page_at(self, offset: int) -> int | None:
+        """Number of the page holding character ``offset`` (None without pages).
+
+        An offset between two pages' spans (the break joining them) belongs to the page before it.
+        """
+        if not self.pages:
+            return None
+        i = bisect.bisect_right([p.start for p in self.pages], offset) - 1
+        return self.pages[max(i, 0)].number
 
 
 @dataclass(frozen=True)
@@ -135,6 +160,8 @@ class Citation:
     #: The exact answer the reader marks inside the quote (document offsets; -1 when none).
     answer_start: int = -1
     answer_end: int = -1
+    #: The page of the quote's first character, for documents with pages (PDF); None otherwise.
+    page: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -155,12 +182,16 @@ class Answer:
     confidence: float = 0.0
     #: Evidence features behind ``confidence`` (see rag.answer.FEATURES).
     features: dict[str, float] = field(default_factory=dict, compare=False)
+    #: Which way it was answered: "extractive" (quoted), "generated" (written by the opt-in generator, every
+    #: sentence checked against its quote) or "extractive (…why the generator's text was not used)".
+    mode: str = "extractive"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
             "text": self.text,
             "abstained": self.abstained,
+            "mode": self.mode,
             "confidence": round(self.confidence, 4),
             "features": {k: round(v, 4) for k, v in self.features.items()},
             "citations": [c.to_dict() for c in self.citations],
@@ -175,7 +206,8 @@ class Answer:
             lines.append("")
             for c in self.citations:
                 where = f"{c.title}, {c.section}" if c.section and c.section != c.title else c.title
-                lines.append(f"{c.number}. {where} (chars {c.start}–{c.end}): \u201c{c.quote}\u201d")
+                page = f"p. {c.page}, " if c.page is not None else ""
+                lines.append(f"{c.number}. {where} ({page}chars {c.start}–{c.end}): \u201c{c.quote}\u201d")
         elif self.passages:
             lines.append("**Closest passages**")
             lines.append("")

@@ -255,3 +255,21 @@ def test_an_answer_given_before_is_served_from_the_cache_until_the_index_changes
     assert again is not first and again.text == first.text  # asked afresh over the new index
     uncached = Assistant(Index.load(writable_index, config), config.replace(answer_cache_size=0), embedder)
     assert uncached.ask(question) is not uncached.ask(question)
+
+
+def test_a_generator_that_is_down_gives_the_quoted_answer_and_says_so(seed_index_dir, config, embedder, assistant):
+    """Config.generator_url set, nothing listening: the extractive answer, marked, and not cached."""
+    import socket
+
+    from rag.index import Index
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with_generator = Assistant(Index.load(seed_index_dir, config),
+                               config.replace(generator_url=f"http://127.0.0.1:{port}"), embedder)
+    question = "How many people may be held in scam centres across Myanmar?"
+    answer = with_generator.ask(question)
+    assert answer.mode.startswith("extractive (generator unavailable") and answer.to_dict()["mode"] == answer.mode
+    assert answer.text == assistant.ask(question).text and assistant.ask(question).mode == "extractive"
+    assert with_generator.ask(question) is not answer  # retried next time, not served from the cache

@@ -32,7 +32,8 @@ from typing import Any, Callable, Sequence  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from rag import (ABSTAIN_MESSAGE, Answer, Assistant, Config, DocumentError, InputError, Passage, RagError,  # noqa: E402
-                 ask_in_context, document_from_text, project_home, read_text_file, resolve_followup)
+                 ask_in_context, project_home, resolve_followup)
+from rag.documents import document_from_bytes  # noqa: E402
 from rag.tokens import truncate_tokens  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ a.rag-cite:hover, a.rag-cite:focus { background: var(--color-accent-soft); outli
 .rag-source-head { font-size: 0.9rem; margin-bottom: 0.3rem; }
 .rag-num { font-weight: 700; color: var(--color-accent); margin-right: 0.3rem; }
 .rag-section { color: var(--body-text-color-subdued); }
+.rag-page { color: var(--body-text-color-subdued); font-size: 0.8rem; white-space: nowrap; }
 .rag-passage { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.88rem; line-height: 1.5;
                max-height: 22rem; overflow-y: auto; }
 .rag-passage mark { background: #fde68a; color: #1f2937; padding: 0 0.1rem; border-radius: 0.15rem; }
@@ -248,7 +250,7 @@ def render_answer_html(answer: Answer | dict, turn: int) -> str:
     if _field(answer, "abstained", False):
         return f'<span class="rag-abstain">{esc(text)}</span>'
     titles = {int(_field(c, "number")): f"{_field(c, 'title', '')} \u2014 {_field(c, 'section', '')}"
-              for c in citations}
+              + (f", p. {_field(c, 'page')}" if _field(c, "page") is not None else "") for c in citations}
     out = []
     for piece, number in split_answer(text, citations):
         if number is None:
@@ -324,14 +326,23 @@ def _reader_part(p: Any) -> str:
     return "" if score is None else f" \u00b7 reader {float(score):.2f}"
 
 
-def _where(title: Any, section: Any) -> str:
+def _where(title: Any, section: Any, page: Any = None) -> str:
     section_html = f' <span class="rag-section">\u2014 {esc(section)}</span>' if section and section != title else ""
-    return f"<b>{esc(title)}</b>{section_html}"
+    page_html = f' <span class="rag-page">p. {esc(page)}</span>' if page is not None else ""
+    return f"<b>{esc(title)}</b>{section_html}{page_html}"
 
 
-def _passage_card(p: Any) -> str:
+def _page_of(documents: Any, doc_id: Any, offset: Any) -> int | None:
+    """The page of ``offset`` in a document with pages (PDF), when the documents are at hand."""
+    doc = documents.get(doc_id) if documents is not None else None
+    page_at = getattr(doc, "page_at", None)
+    return page_at(int(offset)) if page_at is not None else None
+
+
+def _passage_card(p: Any, documents: Any = None) -> str:
+    page = _page_of(documents, _field(p, "doc_id"), _field(p, "start", 0))
     return (f'<article class="rag-source rag-passage-card"><div class="rag-source-head">'
-            f'{_where(_field(p, "title"), _field(p, "section"))}</div>'
+            f'{_where(_field(p, "title"), _field(p, "section"), page)}</div>'
             f'<div class="rag-passage">{esc(_field(p, "text"))}</div>{_score_line(p)}</article>')
 
 
@@ -350,11 +361,11 @@ def render_sources_html(answer: Answer | dict, turn: int, documents: Any = None)
             parts.append("<p>No passage matched (check the document filter).</p>")
             return "".join(parts)
         parts.append("<h4>Closest passages</h4>")
-        parts.extend(_passage_card(p) for p in passages[:ABSTAIN_OPEN_PASSAGES])
+        parts.extend(_passage_card(p, documents) for p in passages[:ABSTAIN_OPEN_PASSAGES])
         rest = passages[ABSTAIN_OPEN_PASSAGES:]
         if rest:
             parts.append(f"<details><summary>{plural(len(rest), 'more retrieved passage')}"
-                         f"</summary>{''.join(_passage_card(p) for p in rest)}</details>")
+                         f"</summary>{''.join(_passage_card(p, documents) for p in rest)}</details>")
         return "".join(parts)
     used: set[Any] = set()
     for c in citations:
@@ -366,13 +377,13 @@ def render_sources_html(answer: Answer | dict, turn: int, documents: Any = None)
         parts.append(
             f'<article class="rag-source" id="src-{turn}-{number}" tabindex="-1">'
             f'<div class="rag-source-head"><span class="rag-num">[{number}]</span>'
-            f'{_where(_field(c, "title"), _field(c, "section"))}</div>'
+            f'{_where(_field(c, "title"), _field(c, "section"), _field(c, "page"))}</div>'
             f'<div class="rag-passage">{esc(before)}<mark>{_quote_html(c, quote)}</mark>{esc(after)}</div>'
             f'{_score_line(passage)}</article>')
     uncited = [p for p in passages if _field(p, "chunk_id") not in used]
     if uncited:
         parts.append(f'<details class="rag-uncited"><summary>{plural(len(uncited), "retrieved passage")} not '
-                     f'cited</summary>{"".join(_passage_card(p) for p in uncited)}</details>')
+                     f'cited</summary>{"".join(_passage_card(p, documents) for p in uncited)}</details>')
     return "".join(parts)
 
 
@@ -453,7 +464,9 @@ def _turn_chat_html(turn: Turn, filter_note: str) -> str:
         searched = f'<div class="rag-searched">Searched: \u201c{esc(turn.searched)}\u201d</div>'
     found = len(a.get("passages", []))
     passages = plural(found, "passage") + (f" (of {turn.k} asked for)" if 0 < found < turn.k else "")
-    meta = (f'confidence {float(a.get("confidence", 0.0)):.2f} \u00b7 {passages} '
+    mode = str(a.get("mode") or "extractive")  # quoted, or written by the opt-in generator (each sentence checked)
+    meta = (f'{esc("quoted" if mode == "extractive" else mode)} \u00b7 '
+            f'confidence {float(a.get("confidence", 0.0)):.2f} \u00b7 {passages} '
             f'\u00b7 {turn.seconds:.2f} s{esc(filter_note)}')
     cut = turn.length.notice() if turn.length is not None else ""
     cut_html = f'<span class="rag-truncated" role="note">{esc(cut)}</span>' if cut else ""
@@ -529,6 +542,12 @@ class UploadResult:
                 "seconds": round(self.seconds, 2), "summary": self.summary}
 
 
+def _extensions(config: Config, code: bool = False) -> str:
+    """The upload types as ".txt, .md, .pdf or .docx" (in Markdown code spans with ``code``)."""
+    shown = [f"`{e}`" if code else e for e in config.allowed_extensions]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
 def human_size(n: int) -> str:
     """Bytes as "20 MB", "1.5 MB" or "49 KB" (binary units)."""
     if n >= 1 << 20:
@@ -548,9 +567,11 @@ def _check_upload(path: Path, display: str, config: Config) -> tuple[str, bytes]
         raise DocumentError(f"cannot be read ({exc.strerror or exc})") from exc
     if size > config.max_upload_bytes:
         raise InputError(f"{human_size(size)} is over the upload limit of {human_size(config.max_upload_bytes)}")
-    read_text_file(path)  # the library's own check: binary, not UTF-8 or empty files raise DocumentError
-    raw = path.read_bytes()
-    return ext, raw
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"cannot be read ({exc.strerror or exc})") from exc
+    return ext, raw  # what it holds is checked by parsing it, as the indexer will (add_uploads)
 
 
 def add_uploads(assistant: Assistant, files: Sequence[str | Path], uploads_dir: Path,
@@ -586,9 +607,9 @@ def add_uploads(assistant: Assistant, files: Sequence[str | Path], uploads_dir: 
                 return stored.resolve() != (uploads_dir / candidate).resolve()
 
             name = safe_upload_name(display, ext, taken, raw)
-            # Parse now, so a file the indexer would skip is refused before anything is written.
-            text = raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
-            document_from_text(Path(name).stem, text, path=name)
+            # Parse now, as the indexer will (by content: a PDF named .txt is read as a PDF), so a file it
+            # would skip is refused before anything is written.
+            document_from_bytes(raw, name, doc_id=Path(name).stem, path=name)
         except RagError as exc:
             reason = str(exc).split(": ", 1)[-1] if isinstance(exc, DocumentError) else str(exc)
             result.rejected.append({"file": display, "reason": reason})
@@ -644,7 +665,7 @@ def add_uploads(assistant: Assistant, files: Sequence[str | Path], uploads_dir: 
     return result
 
 
-def render_upload_html(result: UploadResult, titles: dict[str, str]) -> str:
+def render_upload_html(result: UploadResult, titles: dict[str, str], config: Config | None = None) -> str:
     lines = []
     for label, ids in (("Added", result.added), ("Updated", result.changed), ("Already indexed", result.unchanged)):
         for doc_id in ids:
@@ -654,7 +675,7 @@ def render_upload_html(result: UploadResult, titles: dict[str, str]) -> str:
         lines.append(f'<li class="rag-status-bad">Not added: <b>{esc(item["file"])}</b> \u2014 '
                      f'{esc(item["reason"])}. The index is unchanged by this file.</li>')
     if not lines:
-        lines.append("<li>Choose one or more .txt or .md files first.</li>")
+        lines.append(f"<li>Choose one or more {esc(_extensions(config or Config()))} files first.</li>")
     return (f'<div class="rag-upload"><ul>{"".join(lines)}</ul><p>{result.documents} documents, '
             f"{result.chunks} chunks in the index ({result.seconds:.1f} s).</p></div>")
 
@@ -803,7 +824,7 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
         selected = list(selected or []) + new_ids
         if result.rejected:
             gr.Warning(f"{len(result.rejected)} file(s) not added; see the message below.")
-        return (render_upload_html(result, titles), gr.update(choices=_doc_choices(assistant), value=selected),
+        return (render_upload_html(result, titles, config), gr.update(choices=_doc_choices(assistant), value=selected),
                 render_about_html(assistant.info()), gr.update(value=None))
 
     # ---------------- API handlers (JSON in, JSON out)
@@ -880,8 +901,9 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
                         sources = gr.HTML(render_sources_panel([]), elem_id="sources", label="Sources",
                                           js_on_load=SOURCES_JS, max_height=720, container=True, padding=True)
             with gr.Tab("Add documents", id="upload"):
-                gr.Markdown(f"Add `.txt` or `.md` files (up to {human_size(config.max_upload_bytes)} each) to the "
-                            "index. Only new or changed files are embedded. A file that cannot be read is refused "
+                gr.Markdown(f"Add {_extensions(config, code=True)} files (up to {human_size(config.max_upload_bytes)} "
+                            "each) to the index. Only new or changed files are embedded. A file that cannot be read "
+                            "(a scanned PDF without text, an encrypted or damaged file) is refused, with the reason, "
                             "and leaves the index as it was.")
                 upload_files = gr.File(file_count="multiple", file_types=list(config.allowed_extensions),
                                        type="filepath", label="Files", elem_id="upload-files")
@@ -921,7 +943,8 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
             api_result = gr.JSON(visible=False, label="upload_result")
             api_trigger = gr.Button(visible=False)
         api_trigger.click(api_upload, api_files, api_result, api_name="upload", **writes,
-                          api_description="Add .txt/.md files to the index; returns what was added or refused.")
+                          api_description=f"Add {_extensions(config)} files to the index; returns what was added "
+                                          "or refused.")
     app.rag_config = config  # type: ignore[attr-defined]  # start() takes the upload limit from it
     return app
 
