@@ -12,12 +12,15 @@ from .config import Config, project_home
 from .conversation import (FollowupAnswer, ask_in_context, followup_subjects, is_followup, resolve_followup,
                            speaks_about)
 from .answer import ABSTAIN_MESSAGE
-from .documents import document_from_text, load_documents, read_text_file
+from .documents import document_from_bytes, document_from_text, load_document, load_documents, read_text_file
 from .errors import (ConfigError, DocumentError, EmptyCorpusError, IndexBusyError, IndexCorruptError,
                      IndexMismatchError, IndexNotFoundError, IndexWriteError, InputError, ModelError, QuestionTruncatedWarning,
                      RagError)
+from .generator import GeneratedAnswer, Generator, GeneratorSettings
+from .history import ConversationStore, HistoryError
 from .reader import Reader, TrainedReader
 from .retrieval import Reranker
+from .service import Service, UploadResult
 from .types import Answer, Chunk, Citation, Document, IngestReport, Passage, Reading, Section, SentenceScore
 
 __version__ = "0.1.0"
@@ -32,12 +35,18 @@ __all__ = [
     "Citation",
     "Config",
     "ConfigError",
+    "ConversationStore",
     "Document",
+    "document_from_bytes",
     "document_from_text",
     "DocumentError",
     "EmptyCorpusError",
     "followup_subjects",
     "FollowupAnswer",
+    "GeneratedAnswer",
+    "Generator",
+    "GeneratorSettings",
+    "HistoryError",
     "IndexBusyError",
     "IndexCorruptError",
     "IndexMismatchError",
@@ -47,6 +56,7 @@ __all__ = [
     "IngestReport",
     "InputError",
     "is_followup",
+    "load_document",
     "load_documents",
     "ModelError",
     "Passage",
@@ -60,6 +70,8 @@ __all__ = [
     "resolve_followup",
     "Section",
     "SentenceScore",
+    "Service",
     "speaks_about",
     "TrainedReader",
+    "UploadResult",
 ]
