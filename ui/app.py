@@ -9,6 +9,9 @@ piece is HTML-escaped by this module before it reaches a ``gr.HTML`` component;
 no Markdown renderer ever sees them, so ``<script>``, ``<img onerror=…>`` and
 ``[x](javascript:…)`` show as inert text.
 
+Conversations asked in the browser are saved (``rag.history.ConversationStore``) and listed under
+"Conversations" to reopen or delete; "About this index" can remove a document (as ``rag remove``).
+
 Programs use the named endpoints ``/ask``, ``/retrieve``, ``/upload``,
 ``/documents`` and ``/info`` (JSON dicts), e.g. with ``gradio_client``.
 """
@@ -31,8 +34,8 @@ from typing import Any, Callable, Sequence  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from rag import (ABSTAIN_MESSAGE, Answer, Assistant, Config, DocumentError, InputError, Passage, RagError,  # noqa: E402
-                 ask_in_context, project_home, resolve_followup)
+from rag import (ABSTAIN_MESSAGE, Answer, Assistant, Config, ConversationStore, DocumentError, HistoryError,  # noqa: E402
+                 InputError, Passage, RagError, Service, ask_in_context, project_home, resolve_followup)
 from rag.documents import document_from_bytes  # noqa: E402
 from rag.tokens import truncate_tokens  # noqa: E402
 
@@ -58,6 +61,10 @@ ASK_BUTTON_MIN_PX = 80
 ASK_GROUP, INDEX_GROUP, READ_GROUP = "ask", "index", "read"
 NO_DOCUMENTS_MESSAGE = "No documents are selected; tick at least one document to search."
 EMPTY_QUESTION_MESSAGE = "Type a question first."
+NO_CONVERSATION_MESSAGE = "Choose a saved conversation first."
+NO_DOCUMENT_CHOSEN_MESSAGE = "Choose a document to remove first."
+#: Characters of a conversation's title shown in the list.
+CONVERSATION_TITLE_CHARS = 60
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 CSS = """
@@ -743,11 +750,48 @@ def _as_sentence(message: str) -> str:
     return message[0].upper() + message[1:] + ("" if message.endswith((".", "?", "!")) else ".")
 
 
-def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, title: str = "Research assistant"
-              ) -> gr.Blocks:
-    """The whole UI over ``assistant`` (launch it with ``start``)."""
+def _conversation_label(c: Any) -> str:
+    """A line of the conversation list: title, number of turns, when it was last used."""
+    updated = str(c.updated_at).replace("T", " ").split("+")[0]
+    return f"{shorten(c.title, CONVERSATION_TITLE_CHARS)} \u00b7 {plural(c.turns, 'turn')} \u00b7 {updated} UTC"
+
+
+def _status_html(message: str, ok: bool = True) -> str:
+    return f'<p class="{"rag-status-ok" if ok else "rag-status-bad"}" role="status">{esc(message)}</p>'
+
+
+def restore_turns(saved: Any, documents: Any = None) -> list[Turn]:
+    """The Turns of a saved conversation, rendered from its stored answer dicts."""
+    turns = []
+    for t in saved.turns:
+        answer = dict(t.answer or {})
+        answer.setdefault("question", t.searched)
+        turn = Turn(int(t.number), t.asked, t.searched, answer, "", "",
+                    render_sources_html(answer, int(t.number), documents), float(t.seconds),
+                    len(answer.get("passages", []) or []))
+        turn.chat_html = _turn_chat_html(turn, "")
+        turns.append(turn)
+    return turns
+
+
+def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, title: str = "Research assistant",
+              history: ConversationStore | None = None) -> gr.Blocks:
+    """The whole UI over ``assistant`` (launch it with ``start``).
+
+    ``history`` keeps the conversations asked in the browser (default: ``ConversationStore()`` in the
+    project home); if it cannot be opened the UI still answers, without saving.
+    """
     config = assistant.config
     uploads = Path(uploads_dir) if uploads_dir is not None else project_home() / "uploads"
+    service = Service(assistant, uploads_dir=uploads)
+    store: ConversationStore | None = history
+    store_error = ""
+    if store is None:
+        try:
+            store = ConversationStore()
+        except HistoryError as exc:
+            log.warning("conversations will not be saved: %s", exc)
+            store_error = f"Conversations are not saved: {_as_sentence(str(exc))}"
     default_k = min(config.top_k, MAX_K)
     export_dir = Path(tempfile.mkdtemp(prefix="rag-export-"))
 
@@ -769,9 +813,43 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
         log.info("answered in %.2fs (abstained=%s): %s", seconds, answer.abstained, searched)
         return searched, answer, seconds, length
 
+    # ---------------- saved conversations
+    def conversation_choices() -> tuple[list[tuple[str, str]], str]:
+        """(choices for the list, a message when the store cannot be read)."""
+        if store is None:
+            return [], store_error
+        try:
+            return [(_conversation_label(c), c.id) for c in store.list()], ""
+        except RagError as exc:
+            log.warning("cannot list conversations: %s", exc)
+            return [], f"Saved conversations cannot be shown now: {_as_sentence(str(exc))}"
+
+    def conversation_list(value: str | None = None):
+        choices, problem = conversation_choices()
+        ids = {c[1] for c in choices}
+        return gr.update(choices=choices, value=value if value in ids else None), problem
+
+    def save_turn(conversation_id: str, turn: Turn) -> tuple[str, str]:
+        """Save an answered turn; returns (conversation id, problem). Never raises: the answer is shown anyway."""
+        if store is None:
+            return conversation_id, store_error
+        try:
+            if not conversation_id:
+                conversation_id = store.create()
+            try:
+                store.add_turn(conversation_id, turn.asked, turn.searched, turn.answer, turn.seconds)
+            except InputError:  # deleted meanwhile (e.g. in another tab): keep this answer in a new one
+                conversation_id = store.create()
+                store.add_turn(conversation_id, turn.asked, turn.searched, turn.answer, turn.seconds)
+        except RagError as exc:
+            log.warning("answer not saved: %s", exc)
+            return conversation_id, f"This answer was not saved: {_as_sentence(str(exc))}"
+        return conversation_id, ""
+
     # ---------------- UI handlers
-    def on_ask(question: str, turns: list[Turn], selected: list[str] | None, k: float):
-        """Outputs: chat, sources, turns, question box, Markdown, download, passages slider."""
+    def on_ask(question: str, turns: list[Turn], selected: list[str] | None, k: float, conversation_id: str = ""):
+        """Outputs: chat, sources, turns, question box, Markdown, download, passages slider, conversation id,
+        conversation list, conversation status."""
         turns = list(turns or [])
         total = len(assistant.documents)
         used_k = _ui_k(k, default_k)
@@ -779,7 +857,7 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
         def notice(message: str):
             # One calm line in the chat; the typed question stays in its box, nothing is marked as an error.
             return (render_chat(turns, total, message), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
-                    used_k)
+                    used_k, gr.skip(), gr.skip(), gr.skip())
 
         asked = " ".join(str(question or "").split())
         if not asked:
@@ -800,17 +878,82 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
         turns.append(turn)
         path = export_dir / f"answer-{number}-{hashlib.sha1(turn.markdown.encode()).hexdigest()[:8]}.md"
         path.write_text(turn.markdown, encoding="utf-8")
-        return (render_chat(turns, total), render_sources_panel(turns), turns, "", turn.markdown,
-                gr.update(value=str(path), interactive=True), used_k)
+        conversation_id, problem = save_turn(str(conversation_id or ""), turn)
+        listing, list_problem = conversation_list(conversation_id)
+        status = problem or list_problem
+        # A turn that could not be saved is still answered; one calm line under it says so.
+        return (render_chat(turns, total, problem), render_sources_panel(turns), turns, "", turn.markdown,
+                gr.update(value=str(path), interactive=True), used_k, conversation_id, listing,
+                _status_html(status, ok=False) if status else "")
 
     def on_load():
+        listing, problem = conversation_list()
         return (render_chat([], len(assistant.documents)),
                 gr.update(choices=_doc_choices(assistant), value=list(assistant.documents)),
-                render_about_html(assistant.info()))
+                render_about_html(assistant.info()), listing, _status_html(problem, ok=False) if problem else "",
+                gr.update(choices=_doc_choices(assistant), value=None))
 
     def on_clear():
+        listing, _problem = conversation_list()
         return (render_chat([], len(assistant.documents)), render_sources_panel([]), [], "", "",
-                gr.update(value=None, interactive=False), gr.skip())
+                gr.update(value=None, interactive=False), gr.skip(), "", listing, "")
+
+    def on_open(chosen: str | None):
+        """Restore a saved conversation into the chat and the sources; follow-ups continue from it."""
+        total = len(assistant.documents)
+        if not chosen:
+            return (gr.skip(),) * 9 + (_status_html(NO_CONVERSATION_MESSAGE),)
+        if store is None:
+            return (gr.skip(),) * 9 + (_status_html(store_error, ok=False),)
+        try:
+            saved = store.get(str(chosen))
+        except RagError as exc:
+            log.warning("cannot open conversation %s: %s", chosen, exc)
+            listing, _problem = conversation_list()
+            return ((gr.skip(),) * 8 + (listing,)
+                    + (_status_html(f"That conversation cannot be opened: {_as_sentence(str(exc))}", ok=False),))
+        turns = restore_turns(saved, assistant.documents)
+        return (render_chat(turns, total), render_sources_panel(turns), turns, "", "",
+                gr.update(value=None, interactive=False), gr.skip(), saved.id, gr.skip(),
+                _status_html(f"Opened \u201c{shorten(saved.title, CONVERSATION_TITLE_CHARS)}\u201d "
+                             f"({plural(len(turns), 'turn')}); ask a follow-up to continue it."))
+
+    def on_delete(chosen: str | None, conversation_id: str):
+        """Delete the chosen conversation (the chat is cleared when it was the one shown)."""
+        if not chosen:
+            return (gr.skip(),) * 9 + (_status_html(NO_CONVERSATION_MESSAGE),)
+        if store is None:
+            return (gr.skip(),) * 9 + (_status_html(store_error, ok=False),)
+        try:
+            store.delete(str(chosen))
+            status = _status_html("Conversation deleted.")
+        except RagError as exc:
+            log.warning("cannot delete conversation %s: %s", chosen, exc)
+            status = _status_html(f"Not deleted: {_as_sentence(str(exc))}", ok=False)
+        listing, _problem = conversation_list()
+        if str(chosen) == str(conversation_id or ""):
+            return (render_chat([], len(assistant.documents)), render_sources_panel([]), [], gr.skip(), "",
+                    gr.update(value=None, interactive=False), gr.skip(), "", listing, status)
+        return (gr.skip(),) * 8 + (listing, status)
+
+    def on_remove(doc_id: str | None, selected: list[str] | None):
+        """Drop one document from the index (as ``rag remove``). Outputs: status, filter, About, dropdown."""
+        if not doc_id:
+            return _status_html(NO_DOCUMENT_CHOSEN_MESSAGE), gr.skip(), gr.skip(), gr.skip()
+        title = getattr(assistant.documents.get(str(doc_id)), "title", str(doc_id))
+        try:
+            result = service.remove(str(doc_id))
+        except RagError as exc:
+            return (_status_html(f"Not removed: {_as_sentence(str(exc))}", ok=False), gr.skip(), gr.skip(),
+                    gr.skip())
+        remaining = [d for d in (selected if selected is not None else assistant.documents)
+                     if d in assistant.documents] or list(assistant.documents)
+        message = f"Removed \u201c{title}\u201d ({result.removed}): {result.documents} documents, " \
+                  f"{result.chunks} chunks left."
+        if result.deleted_file:
+            message += " Its uploaded file was deleted."
+        return (_status_html(message), gr.update(choices=_doc_choices(assistant), value=remaining),
+                render_about_html(assistant.info()), gr.update(choices=_doc_choices(assistant), value=None))
 
     def on_upload(files: list[str] | None, selected: list[str], progress=gr.Progress(track_tqdm=True)):
         paths = [str(f) for f in (files or [])]
@@ -825,7 +968,8 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
         if result.rejected:
             gr.Warning(f"{len(result.rejected)} file(s) not added; see the message below.")
         return (render_upload_html(result, titles, config), gr.update(choices=_doc_choices(assistant), value=selected),
-                render_about_html(assistant.info()), gr.update(value=None))
+                render_about_html(assistant.info()), gr.update(value=None),
+                gr.update(choices=_doc_choices(assistant), value=None))
 
     # ---------------- API handlers (JSON in, JSON out)
     def api_ask(question: str, k: int = default_k, doc_ids: list[str] | None = None,
@@ -867,6 +1011,7 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         turns_state = gr.State([])
+        conversation_state = gr.State("")
         gr.HTML(f"<h2 style='margin:0.2rem 0'>{esc(title)}</h2>"
                 "<p style='margin:0'>Answers are quoted from the indexed documents, each sentence with its source. "
                 "Everything runs on this machine.</p>", js_on_load=None)
@@ -891,6 +1036,14 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
                                                 elem_id="ask")
                         with gr.Row(elem_classes=["rag-clear-row"]):
                             clear_btn = gr.Button("New conversation", size="sm", elem_id="clear")
+                        with gr.Accordion("Conversations", open=False, elem_id="conversations-panel"):
+                            conversations = gr.Radio(choices=[], value=None, label="Saved conversations, newest first",
+                                                     elem_id="conversations")
+                            with gr.Row():
+                                open_btn = gr.Button("Open", size="sm", elem_id="conversation-open")
+                                delete_btn = gr.Button("Delete", size="sm", variant="stop",
+                                                       elem_id="conversation-delete")
+                            conversation_status = gr.HTML("", elem_id="conversation-status", js_on_load=None)
                         with gr.Accordion("Copy or export the latest answer as Markdown", open=False,
                                           elem_id="export"):
                             markdown = gr.Textbox(label="Answer with citations (Markdown)", lines=8,
@@ -912,25 +1065,39 @@ def build_app(assistant: Assistant, *, uploads_dir: str | Path | None = None, ti
             with gr.Tab("About this index", id="about"):
                 about = gr.HTML(render_about_html(assistant.info()), elem_id="about", js_on_load=None)
                 refresh = gr.Button("Refresh", size="sm")
+                with gr.Row():
+                    remove_doc = gr.Dropdown(choices=_doc_choices(assistant), value=None, label="Document",
+                                             elem_id="remove-doc", scale=4)
+                    remove_btn = gr.Button("Remove from index", variant="stop", elem_id="remove-button", scale=1)
+                remove_status = gr.HTML("", elem_id="remove-status", js_on_load=None)
 
         # Concurrency: asks share one group of config.serve_concurrency (Gradio applies the lowest limit in a
         # group, so every ask event names it); writes run one at a time; cheap reads never wait behind either.
         asks: dict[str, Any] = dict(concurrency_id=ASK_GROUP, concurrency_limit=config.serve_concurrency)
         writes: dict[str, Any] = dict(concurrency_id=INDEX_GROUP, concurrency_limit=1)
         reads: dict[str, Any] = dict(concurrency_id=READ_GROUP, concurrency_limit=None)
-        outputs = [chat, sources, turns_state, question, markdown, download, k_slider]
-        ask_inputs = [question, turns_state, doc_filter, k_slider]
+        outputs = [chat, sources, turns_state, question, markdown, download, k_slider, conversation_state,
+                   conversations, conversation_status]
+        ask_inputs = [question, turns_state, doc_filter, k_slider, conversation_state]
         # Progress shows on the chat and the sources only: the question box and the slider stay readable.
         question.submit(on_ask, ask_inputs, outputs, api_visibility="private", show_progress_on=[chat, sources],
                         **asks)
         ask_btn.click(on_ask, ask_inputs, outputs, api_visibility="private", show_progress_on=[chat, sources],
                       **asks)
         clear_btn.click(on_clear, None, outputs, api_visibility="private", **reads)
-        upload_btn.click(on_upload, [upload_files, doc_filter], [upload_status, doc_filter, about, upload_files],
+        # Choosing a conversation opens it; "Open" does the same (e.g. to reopen the one chosen).
+        conversations.input(on_open, conversations, outputs, api_visibility="private", **reads)
+        open_btn.click(on_open, conversations, outputs, api_visibility="private", **reads)
+        delete_btn.click(on_delete, [conversations, conversation_state], outputs, api_visibility="private", **reads)
+        upload_btn.click(on_upload, [upload_files, doc_filter],
+                         [upload_status, doc_filter, about, upload_files, remove_doc], api_visibility="private",
+                         **writes)
+        remove_btn.click(on_remove, [remove_doc, doc_filter], [remove_status, doc_filter, about, remove_doc],
                          api_visibility="private", **writes)
         refresh.click(lambda: render_about_html(assistant.info()), None, about, api_visibility="private", **reads)
         # Each page load shows the index as it is now (documents may have been added since the app was built).
-        app.load(on_load, None, [chat, doc_filter, about], api_visibility="private", **reads)
+        app.load(on_load, None, [chat, doc_filter, about, conversations, conversation_status, remove_doc],
+                 api_visibility="private", **reads)
 
         # Named endpoints for programs.
         gr.api(api_ask, api_name="ask", **asks)

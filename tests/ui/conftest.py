@@ -31,6 +31,8 @@ class Server:
     app: object
     uploads: Path
     index_dir: Path
+    #: Where its conversations are saved.
+    history: object = None
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +44,23 @@ def ui_server_factory(tmp_path_factory, seed_index_dir, embedder) -> Iterator[Ca
 
     servers: list[Server] = []
 
-    def make(config: Config | None = None, auth: tuple[str, str] | None = None) -> Server:
+    from rag import ConversationStore
+
+    def make(config: Config | None = None, auth: tuple[str, str] | None = None, *,
+             index_dir: Path | None = None, history_path: Path | None = None) -> Server:
+        """A server over a fresh copy of the seed index, or (a "restart") over ``index_dir``, an index a server
+        of this factory already uses; its conversations go to ``history_path`` (default: its own file)."""
         config = config or Config()
         root = tmp_path_factory.mktemp("ui-server")
-        index_dir = root / "index"
-        shutil.copytree(seed_index_dir, index_dir)
+        if index_dir is None:
+            index_dir = root / "index"
+            shutil.copytree(seed_index_dir, index_dir)
         assistant = Assistant(Index.load(index_dir, config), config, embedder)
         uploads = root / "uploads"
-        app = build_app(assistant, uploads_dir=uploads)
+        history = ConversationStore(history_path or root / "conversations.sqlite3")
+        app = build_app(assistant, uploads_dir=uploads, history=history)
         url = start(app, host="127.0.0.1", port=_free_port(), auth=auth)
-        server = Server(url, assistant, app, uploads, index_dir)
+        server = Server(url, assistant, app, uploads, Path(index_dir), history)
         servers.append(server)
         return server
 

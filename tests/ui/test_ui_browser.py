@@ -406,3 +406,139 @@ def test_uploaded_payload_document_renders_inert(page, server):
     assert fresh.evaluate("() => document.querySelectorAll('img[src=\"x\"]').length") == 0
     fresh.close()
     assert not page.dialogs
+
+
+# ---------------------------------------------------------------------- saved conversations, removing documents
+SECOND_QUESTION = "Where are women from Laos trafficked to?"
+
+
+def open_page(browser_context, url: str):
+    page = browser_context.new_page()
+    page.dialogs = []  # type: ignore[attr-defined]
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(url)
+    page.wait_for_selector("#question textarea")
+    return page
+
+
+def open_conversations(page):
+    panel = page.locator("#conversations-panel")
+    panel.locator("button").first.click()
+    page.wait_for_selector("#conversations", state="visible")
+    return panel
+
+
+def test_conversations_survive_a_restart_and_can_be_deleted(browser_context, ui_server_factory):
+    from playwright.sync_api import expect
+
+    from rag import ConversationStore
+
+    first = ui_server_factory(Config())
+    page = open_page(browser_context, first.url)
+    ask(page, QUESTION, 1)
+    ask(page, SECOND_QUESTION, 2)
+    saved = first.history.list()
+    assert [c.turns for c in saved] == [2] and saved[0].title == QUESTION
+    open_conversations(page)
+    expect(page.locator("#conversations label")).to_have_count(1)
+    page.close()
+
+    # A restart: a new app over the same index and the same conversations file.
+    restarted = ui_server_factory(Config(), index_dir=first.index_dir, history_path=first.history.path)
+    assert restarted.assistant is not first.assistant
+    page = open_page(browser_context, restarted.url)
+    expect(page.locator("#chat #turn-1")).to_have_count(0)
+    open_conversations(page)
+    entry = page.locator("#conversations label")
+    expect(entry).to_have_count(1)
+    expect(entry).to_contain_text("2 turns")
+    expect(entry).to_contain_text(QUESTION[:40])
+    entry.click()
+    chat = page.locator("#chat")
+    expect(chat.locator("#turn-1 .rag-user")).to_contain_text(QUESTION, timeout=SETTLE_TIMEOUT_MS)
+    expect(chat.locator("#turn-2 .rag-user")).to_contain_text(SECOND_QUESTION)
+    expect(chat.locator("#turn-1 a.rag-cite").first).to_be_visible()
+    expect(page.locator("#sources .rag-source").first).to_be_visible()
+    expect(page.locator("#conversation-status")).to_contain_text("2 turns")
+
+    # A follow-up continues the restored conversation.
+    ask(page, "and in Myanmar?", 3)
+    expect(entry).to_contain_text("3 turns", timeout=SETTLE_TIMEOUT_MS)
+    assert [c.turns for c in ConversationStore(first.history.path).list()] == [3]
+
+    # Deleting it empties the list, the chat (it was the one shown) and the file.
+    page.click("#conversation-delete")
+    expect(page.locator("#conversations label")).to_have_count(0, timeout=SETTLE_TIMEOUT_MS)
+    expect(page.locator("#conversation-status")).to_contain_text("Conversation deleted.")
+    expect(chat.locator("#turn-1")).to_have_count(0)
+    assert ConversationStore(first.history.path).list() == []
+    # "New conversation" then starts afresh: the next question is a new conversation of one turn.
+    page.click("#clear")
+    expect(page.locator("#conversation-status")).not_to_contain_text("deleted")  # cleared before asking
+    ask(page, QUESTION, 1)
+    expect(page.locator("#conversations label")).to_have_count(1, timeout=SETTLE_TIMEOUT_MS)
+    assert [c.turns for c in restarted.history.list()] == [1]
+    assert not page.dialogs
+    page.close()
+
+
+def choose_document(page, title: str) -> None:
+    box = page.locator("#remove-doc input")
+    box.click()
+    page.get_by_role("option", name=title, exact=True).click()
+    expect_value = page.locator("#remove-doc input")
+    from playwright.sync_api import expect
+    expect(expect_value).to_have_value(title)
+
+
+def test_removing_a_document_from_the_ui(browser_context, ui_server_factory, monkeypatch):
+    from playwright.sync_api import expect
+
+    from rag import HistoryError
+    from rag.index import Index
+
+    server = ui_server_factory(Config())
+
+    # A conversations file that cannot be written: the question is answered all the same, with one calm line.
+    def broken(*args, **kwargs):
+        raise HistoryError("the conversations file x.sqlite3 is not usable now (disk I/O error)")
+
+    monkeypatch.setattr(server.history, "add_turn", broken)
+    page = open_page(browser_context, server.url)
+    ask(page, QUESTION, 1)
+    expect(page.locator("#chat #turn-1 a.rag-cite").first).to_be_visible()
+    expect(page.locator("#chat .rag-notice")).to_contain_text("This answer was not saved: The conversations file")
+    expect(page.locator(".toast-body")).to_have_count(0)
+    monkeypatch.undo()
+    page.close()
+
+    title = "Sex trafficking in Laos"
+    doc_id = next(d.doc_id for d in server.assistant.documents.values() if d.title == title)
+    page = open_page(browser_context, server.url)
+    expect(page.locator("#doc-filter label", has_text=title)).to_have_count(1)
+    page.get_by_role("tab", name="About this index").click()
+    choose_document(page, title)
+    page.click("#remove-button")
+    status = page.locator("#remove-status")
+    expect(status).to_contain_text(f"Removed \u201c{title}\u201d", timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#about")).not_to_contain_text(doc_id)
+    assert doc_id not in Index.load(server.index_dir).documents
+    assert doc_id not in server.assistant.documents
+    page.get_by_role("tab", name="Ask").click()
+    expect(page.locator("#doc-filter label", has_text=title)).to_have_count(0)
+    expect(page.locator("#doc-filter label")).to_have_count(len(server.assistant.documents))
+
+    # The last document is refused with the library's message, calmly (no error toast).
+    server.assistant.remove(list(server.assistant.documents)[:-1])
+    page.reload()
+    page.wait_for_selector("#question textarea")
+    page.get_by_role("tab", name="About this index").click()
+    last = next(iter(server.assistant.documents.values()))
+    choose_document(page, last.title)
+    page.click("#remove-button")
+    expect(status).to_contain_text("Not removed:", timeout=ANSWER_TIMEOUT_MS)
+    expect(status).to_contain_text("is the only document")
+    assert list(Index.load(server.index_dir).documents) == [last.doc_id]
+    expect(page.locator(".toast-body")).to_have_count(0)
+    assert not page.dialogs
+    page.close()
