@@ -28,16 +28,15 @@ import logging  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Sequence  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from rag import (ABSTAIN_MESSAGE, Answer, Assistant, Config, ConversationStore, DocumentError, HistoryError,  # noqa: E402
+from rag import (ABSTAIN_MESSAGE, Answer, Assistant, Config, ConversationStore, HistoryError,  # noqa: E402
                  InputError, Passage, RagError, Service, ask_in_context, project_home, resolve_followup)
-from rag.documents import document_from_bytes  # noqa: E402
-from rag.tokens import truncate_tokens  # noqa: E402
+from rag.service import QuestionLength, UploadResult, human_size, safe_upload_name  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,6 @@ NO_CONVERSATION_MESSAGE = "Choose a saved conversation first."
 NO_DOCUMENT_CHOSEN_MESSAGE = "Choose a document to remove first."
 #: Characters of a conversation's title shown in the list.
 CONVERSATION_TITLE_CHARS = 60
-_SLUG = re.compile(r"[^a-z0-9]+")
 
 CSS = """
 .rag-chat { display: flex; flex-direction: column; gap: 0.9rem; padding: 0.25rem; }
@@ -422,31 +420,6 @@ def render_about_html(info: dict) -> str:
 
 
 # ---------------------------------------------------------------------- conversation state
-@dataclass(frozen=True)
-class QuestionLength:
-    """A question's length in tokens against ``Config.max_question_tokens`` (longer ones are cut)."""
-
-    tokens: int
-    limit: int
-
-    @classmethod
-    def of(cls, question: str, config: Config) -> "QuestionLength":
-        """Counted as the library counts before it cuts (``Assistant._question``)."""
-        _cut, total = truncate_tokens(" ".join(question.split()), config.max_question_tokens, config.encoding)
-        return cls(total, config.max_question_tokens)
-
-    @property
-    def truncated(self) -> bool:
-        return self.tokens > self.limit
-
-    def notice(self) -> str:
-        """What the user is told when the question was cut ("" when it was not)."""
-        if not self.truncated:
-            return ""
-        return (f"Only the first {self.limit} tokens of your question were used (it has {self.tokens}); "
-                "the rest was not searched. Ask a shorter question to search all of it.")
-
-
 @dataclass
 class Turn:
     """One question and its answer, rendered once when it is asked."""
@@ -508,168 +481,18 @@ def render_sources_panel(turns: Sequence[Turn]) -> str:
 
 
 # ---------------------------------------------------------------------- uploads
-def safe_upload_name(original: str, ext: str, taken: Callable[[str], bool] = lambda name: False,
-                     content: bytes = b"") -> str:
-    """A generated file name for an upload: a slug of the original stem plus the (checked) extension.
-
-    Never a path: only ``[a-z0-9-]`` and the extension survive. ``taken(name)``
-    says a name is in use by another document; then a content hash is appended.
-    """
-    stem = Path(str(original).replace("\\", "/")).name
-    stem = stem[: -len(Path(stem).suffix)] if Path(stem).suffix else stem
-    slug = _SLUG.sub("-", stem.lower()).strip("-")[:60].strip("-") or "document"
-    name = f"{slug}{ext}"
-    if taken(name):
-        name = f"{slug}-{hashlib.sha256(content or original.encode()).hexdigest()[:8]}{ext}"
-    return name
-
-
-@dataclass
-class UploadResult:
-    """What one upload did; ``to_dict`` is the ``/upload`` endpoint's answer."""
-
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    rejected: list[dict[str, str]] = field(default_factory=list)
-    #: doc_id → the client's file name it came from.
-    files: dict[str, str] = field(default_factory=dict)
-    documents: int = 0
-    chunks: int = 0
-    seconds: float = 0.0
-    summary: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.rejected
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "added": self.added, "changed": self.changed, "unchanged": self.unchanged,
-                "rejected": self.rejected, "files": self.files, "documents": self.documents, "chunks": self.chunks,
-                "seconds": round(self.seconds, 2), "summary": self.summary}
-
-
 def _extensions(config: Config, code: bool = False) -> str:
     """The upload types as ".txt, .md, .pdf or .docx" (in Markdown code spans with ``code``)."""
     shown = [f"`{e}`" if code else e for e in config.allowed_extensions]
     return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
 
 
-def human_size(n: int) -> str:
-    """Bytes as "20 MB", "1.5 MB" or "49 KB" (binary units)."""
-    if n >= 1 << 20:
-        return f"{n / (1 << 20):.1f}".removesuffix(".0") + " MB"
-    return f"{max(1, round(n / 1024))} KB"
-
-
-def _check_upload(path: Path, display: str, config: Config) -> tuple[str, bytes]:
-    """Validate one uploaded file; returns (extension, bytes) or raises ``InputError``/``DocumentError``."""
-    ext = Path(display).suffix.lower()
-    allowed = tuple(e.lower() for e in config.allowed_extensions)
-    if ext not in allowed:
-        raise InputError(f"only {', '.join(allowed)} files can be added (this is {ext or 'a file without extension'})")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise DocumentError(f"cannot be read ({exc.strerror or exc})") from exc
-    if size > config.max_upload_bytes:
-        raise InputError(f"{human_size(size)} is over the upload limit of {human_size(config.max_upload_bytes)}")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DocumentError(f"cannot be read ({exc.strerror or exc})") from exc
-    return ext, raw  # what it holds is checked by parsing it, as the indexer will (add_uploads)
-
-
 def add_uploads(assistant: Assistant, files: Sequence[str | Path], uploads_dir: Path,
                 progress: Callable[..., Any] | None = None, names: Sequence[str] | None = None) -> UploadResult:
-    """Check, save (under generated names) and index uploaded files; bad files are rejected, changing nothing.
-
-    ``names`` are the client's file names, used for messages and to derive the
-    generated name; by default each file's own base name.
-    """
-    started = time.perf_counter()
-    config = assistant.config
-    result = UploadResult()
-    step = progress or (lambda *args, **kwargs: None)
-    uploads_dir.mkdir(parents=True, exist_ok=True)
-    home = project_home()
-    planned: dict[str, bytes] = {}
-    display_by_name: dict[str, str] = {}
-    files = list(files or [])
-    names = list(names) if names is not None else [Path(str(f)).name for f in files]
-    step(0.05, desc="Checking files")
-    for path, display in zip(files, names):
-        try:
-            ext, raw = _check_upload(Path(path), display, config)
-
-            def taken(candidate: str) -> bool:
-                """In use by this batch, or the id of an indexed document that lives elsewhere (e.g. a seed)."""
-                if candidate in planned:
-                    return True
-                doc = assistant.documents.get(Path(candidate).stem)
-                if doc is None:
-                    return False
-                stored = Path(doc.path) if Path(doc.path).is_absolute() else home / doc.path
-                return stored.resolve() != (uploads_dir / candidate).resolve()
-
-            name = safe_upload_name(display, ext, taken, raw)
-            # Parse now, as the indexer will (by content: a PDF named .txt is read as a PDF), so a file it
-            # would skip is refused before anything is written.
-            document_from_bytes(raw, name, doc_id=Path(name).stem, path=name)
-        except RagError as exc:
-            reason = str(exc).split(": ", 1)[-1] if isinstance(exc, DocumentError) else str(exc)
-            result.rejected.append({"file": display, "reason": reason})
-            log.info("upload %r rejected: %s", display, reason)
-            continue
-        planned[name] = raw
-        display_by_name[name] = display
-    if planned:
-        step(0.2, desc=f"Saving {len(planned)} file{'s' if len(planned) != 1 else ''}")
-        backups: dict[Path, bytes | None] = {}
-        written: list[Path] = []
-        try:
-            for name, raw in planned.items():
-                target = uploads_dir / name
-                backups[target] = target.read_bytes() if target.exists() else None
-                with tempfile.NamedTemporaryFile(dir=uploads_dir, prefix=".upload-", delete=False) as tmp:
-                    tmp.write(raw)
-                os.replace(tmp.name, target)
-                written.append(target)
-            step(0.35, desc="Embedding and indexing")
-            report = assistant.ingest(written, progress=progress is not None)  # tqdm bars feed gr.Progress
-        except Exception:
-            for target in written:  # put the folder back as it was
-                old = backups.get(target)
-                if old is None:
-                    target.unlink(missing_ok=True)
-                else:
-                    target.write_bytes(old)
-            raise
-        ids = {Path(t).stem for t in written}
-        result.added = [d for d in report.added if d in ids]
-        result.changed = [d for d in report.changed if d in ids]
-        result.unchanged = [d for d in report.unchanged if d in ids]
-        result.files = {Path(t).stem: display_by_name[Path(t).name] for t in written
-                        if Path(t).stem in set(result.added + result.changed + result.unchanged)}
-        for path, reason in report.skipped:  # not expected (each file was parsed above), but never left behind
-            skipped = Path(path)
-            if skipped.resolve().parent == uploads_dir.resolve() and skipped.name in planned:
-                old = backups.get(uploads_dir / skipped.name)
-                if old is None:
-                    skipped.unlink(missing_ok=True)
-                else:
-                    skipped.write_bytes(old)
-            result.rejected.append({"file": display_by_name.get(skipped.name, skipped.name), "reason": reason})
-        result.summary = report.summary()
-    info = assistant.info()
-    result.documents, result.chunks = len(info["documents"]), int(info["chunks"])
-    result.seconds = time.perf_counter() - started
-    if not result.summary:
-        result.summary = f"nothing added; {result.documents} documents, {result.chunks} chunks in the index"
-    step(1.0, desc="Done")
-    log.info("upload: %s (%.1fs)", result.summary, result.seconds)
-    return result
+    """Check, save (under generated names) and index uploaded files: ``rag.service.Service.add_files``, which
+    the HTTP API shares; bad files are rejected, changing nothing."""
+    return Service(assistant, uploads_dir=uploads_dir).add_files([str(f) for f in files or []], names=names,
+                                                                 progress=progress)
 
 
 def render_upload_html(result: UploadResult, titles: dict[str, str], config: Config | None = None) -> str:
@@ -679,8 +502,8 @@ def render_upload_html(result: UploadResult, titles: dict[str, str], config: Con
             lines.append(f'<li class="rag-status-ok">{label}: <b>{esc(titles.get(doc_id, doc_id))}</b> '
                          f'(<code>{esc(doc_id)}</code>) from \u201c{esc(result.files.get(doc_id, ""))}\u201d</li>')
     for item in result.rejected:
-        lines.append(f'<li class="rag-status-bad">Not added: <b>{esc(item["file"])}</b> \u2014 '
-                     f'{esc(item["reason"])}. The index is unchanged by this file.</li>')
+        lines.append(f'<li class="rag-status-bad">Not added: <b>{esc(item.file)}</b> \u2014 '
+                     f'{esc(item.reason)}. The index is unchanged by this file.</li>')
     if not lines:
         lines.append(f"<li>Choose one or more {esc(_extensions(config or Config()))} files first.</li>")
     return (f'<div class="rag-upload"><ul>{"".join(lines)}</ul><p>{result.documents} documents, '
