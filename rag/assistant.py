@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 import warnings
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,13 +20,17 @@ from .embedding import Embedder
 from .generator import Generator, make_generator
 from .errors import (EmptyCorpusError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, InputError,
                      QuestionTruncatedWarning, RagError)
-from .index import Index, check_writable_target, disk_stamp, write_lock
+from .index import Embedded, Index, check_writable_target, disk_stamp, write_lock
+from .store import DocumentInfo
 from .reader import Reader, TrainedReader
 from .retrieval import Retriever, doc_id_set, make_reranker
 from .tokens import truncate_tokens
 from .types import Answer, Document, IngestReport, Passage, Reading
 
 log = logging.getLogger(__name__)
+
+#: Where ``ingest`` reads, chunks and embeds: this process, or a Ray cluster (rag.distributed).
+ENGINES = ("local", "ray")
 
 
 class Assistant:
@@ -142,9 +146,9 @@ class Assistant:
                              + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
         config = config or Config()
         embedder = Embedder(config.model_name, config.embed_dtype, config.embed_batch_size)
-        index, _ = Index.build(documents, config, embedder, progress=progress, sources=sources)
-        if index_dir is not None:
-            folder = Path(index_dir)
+        folder = Path(index_dir) if index_dir is not None else None
+        index, _ = Index.build(documents, config, embedder, progress=progress, sources=sources, target=folder)
+        if folder is not None:
             with write_lock(folder, config.write_lock_timeout):
                 index.save(folder)
         return cls(index, config, embedder)
@@ -161,10 +165,10 @@ class Assistant:
         self.refresh()
         index = self._state.index
         m = index.manifest
-        per_doc = Counter(c.doc_id for c in index.chunks)
         return {"index": str(index.path) if index.path else "(in memory)",
-                "documents": [{"doc_id": d.doc_id, "title": d.title, "path": d.path, "chunks": per_doc[d.doc_id]}
-                              for d in index.documents.values()],
+                "documents": [{"doc_id": d.doc_id, "title": d.title, "path": d.path, "chunks": d.chunks}
+                              for d in index.descriptions().values()],
+                "vector_store": m.get("vector_store", {}),
                 "chunks": len(index.chunks), "model": m.get("model", {}), "created_at": m.get("created_at"),
                 "updated_at": m.get("updated_at"), "settings": m.get("settings", {}),
                 "retriever": self.config.retriever, "reranker": self.config.reranker, "reader": self.reader.info()}
@@ -266,18 +270,19 @@ class Assistant:
                 if self.index.is_stale():  # another process wrote it: remove from that version, not ours
                     self._set_index(Index.load(folder, self.config))
                 current = self.index
-                unknown = doc_ids - set(current.documents)
+                unknown = doc_ids - current.store.doc_id_set()
                 if unknown:
                     raise InputError(f"unknown document id(s): {', '.join(sorted(unknown))}")
-                keep = [d for d in current.documents.values() if d.doc_id not in doc_ids]
+                keep = [d for d in current.store.doc_ids() if d not in doc_ids]
                 if not keep:
                     raise InputError("removing every document would leave an empty index; delete the folder instead")
+                # Kept documents are named by id: only the removed ones' rows change, nothing is re-embedded.
                 index, _ = Index.build(keep, self.config, self.embedder, previous=current,
-                                       sources=current.manifest.get("sources", []))
+                                       sources=current.manifest.get("sources", []), target=folder)
                 if folder is not None:
                     index.save(folder)
                 self._set_index(index)
-        return IngestReport([], [], [d.doc_id for d in keep], sorted(doc_ids), [], len(index.chunks), 0,
+        return IngestReport([], [], keep, sorted(doc_ids), [], len(index.chunks), 0,
                             str(folder or "(in memory)"))
 
 
@@ -317,7 +322,8 @@ def load_reader(config: Config) -> Reader:
 def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | None = None,
            config: Config | None = None, *, rebuild: bool = False, progress: bool = False,
            embedder: Embedder | None = None, previous: Index | None = None,
-           upgrade: bool = False) -> tuple[IngestReport, Index]:
+           upgrade: bool = False, engine: str = "local", ray_address: str | None = None
+           ) -> tuple[IngestReport, Index]:
     """Bring the index at ``index_dir`` up to date with ``paths`` and save it atomically.
 
     ``paths`` defaults to every source ingested before (``seeds/`` for a new
@@ -328,8 +334,12 @@ def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | No
     everything and replaces an index built with other settings, model or format;
     ``upgrade`` does that only when the index is incompatible or unreadable
     (what ``make run`` wants for the default index, derived from seeds/).
+    ``engine="ray"`` reads, chunks and embeds the files on a Ray cluster (``rag.distributed``; a local
+    one unless ``ray_address`` or $RAY_ADDRESS names one); the index is written here, the same way.
     """
     config = config or Config()
+    if engine not in ENGINES:
+        raise InputError(f"engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     if index_dir is not None and not isinstance(index_dir, (str, Path)):
         raise InputError(f"index_dir must be a folder path, got {type(index_dir).__name__} {index_dir!r}")
     folder = Path(index_dir) if index_dir is not None else default_index_dir(config)
@@ -359,7 +369,7 @@ def ingest(paths: Sequence[str | Path] | None = None, index_dir: str | Path | No
                              f"from are unknown; rebuild it from them with: rag ingest PATHS --rebuild "
                              f"--index {folder}")
         report, index = _plan_and_build(previous, paths, config, embedder, rebuild=rebuild, progress=progress,
-                                        sources=sources, folder=folder)
+                                        sources=sources, folder=folder, engine=engine, ray_address=ray_address)
         if previous is None or report.modified or rebuild or _describes_differently(previous, index):
             index.save(folder)
             return report, index
@@ -371,12 +381,19 @@ def _describes_differently(previous: Index, index: Index) -> bool:
 
     The vectors may be the same; the saved index must still record what it was built with.
     """
-    keys = ("settings", "bm25", "sources")
+    keys = ("settings", "bm25", "sources", "vector_store")
     if any(previous.manifest.get(k) != index.manifest.get(k) for k in keys):
         return True
-    return any((d.path, d.title, d.meta) != (previous.documents[i].path, previous.documents[i].title,
-                                             previous.documents[i].meta)
-               for i, d in index.documents.items() if i in previous.documents)
+    before = previous.descriptions()
+    return any((d.path, d.title, d.meta) != (before[i].path, before[i].title, before[i].meta)
+               for i, d in index.descriptions().items() if i in before)
+
+
+def _kinds_for(config: Config, previous: Index) -> tuple[str, ...]:
+    """Vector store kinds ``previous`` may keep under ``config`` without a new version."""
+    if config.vector_index != "auto":
+        return (config.vector_index,)
+    return ("ivf",) if len(previous.chunks) >= config.ivf_threshold else ("flat", "ivf")
 
 
 def _recorded_sources(folder: Path) -> list[str]:
@@ -390,7 +407,7 @@ def _recorded_sources(folder: Path) -> list[str]:
     return [s for s in sources if isinstance(s, str) and s]
 
 
-def _with_unique_id(doc: Document, known: Mapping[str, Document], new: Mapping[str, Document],
+def _with_unique_id(doc: Document, known: Mapping[str, DocumentInfo], new: Mapping[str, Document | str],
                     by_file: Mapping[Path, str], home: Path) -> Document:
     """The document under the id its file had before; or, when another file still holds its id
     (``r2023/summary.txt`` then ``r2024/summary.txt``), under the id with a suffix from its path, as
@@ -409,10 +426,11 @@ def _with_unique_id(doc: Document, known: Mapping[str, Document], new: Mapping[s
 
 
 def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, config: Config, embedder: Embedder,
-                    *, rebuild: bool, progress: bool, sources: list[str], folder: Path) -> tuple[IngestReport, Index]:
+                    *, rebuild: bool, progress: bool, sources: list[str], folder: Path, engine: str = "local",
+                    ray_address: str | None = None) -> tuple[IngestReport, Index]:
     """Work out added/changed/removed documents and build the new index (not saved)."""
     home = project_home()
-    known = dict(previous.documents) if previous is not None else {}
+    known = previous.descriptions() if previous is not None else {}
     sources = list(previous.manifest.get("sources", [])) if previous is not None else sources
     if paths:
         given = [Path(p) for p in paths]
@@ -421,13 +439,21 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
     given_existing = [p for p in given if p.exists()]
     if not given_existing:
         raise EmptyCorpusError("no input: " + ", ".join(map(str, given)) + " do not exist")
-    docs, skipped = load_documents(given_existing) if given_existing else ([], [])
+    prepared: dict[str, Embedded] = {}
+    if engine == "ray":
+        from .distributed import prepare_with_ray
+
+        docs, skipped, prepared = prepare_with_ray(
+            given_existing, config, known=None if rebuild else {i: d.sha256 for i, d in known.items()},
+            address=ray_address)
+    else:
+        docs, skipped = load_documents(given_existing)
     skipped = [(str(p), "no such file or folder") for p in given if not p.exists()] + skipped
     _files, _ignored, folders = expand_paths(given_existing)
     folder_set = [f.resolve() for f in folders]
     skipped_paths = {Path(p).resolve() for p, _ in skipped}
 
-    new: dict[str, Document] = {}
+    new: dict[str, Document | str] = {}  # a document id alone: keep the previous version as it is
     added, changed, unchanged = [], [], []
     by_file = {resolve_stored_path(d.path, home).resolve(): i for i, d in known.items()}
     for doc in docs:
@@ -447,12 +473,12 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
         source = resolve_stored_path(old.path, home).resolve()
         in_given_folder = any(source == f or f in source.parents for f in folder_set)
         if source in skipped_paths:
-            new[doc_id] = old  # unreadable now: keep the version we have, the skip is reported
+            new[doc_id] = doc_id  # unreadable now: keep the version we have, the skip is reported
             unchanged.append(doc_id)
         elif (in_given_folder or not paths) and not source.exists():
             removed.append(doc_id)
         else:
-            new[doc_id] = old  # not part of this ingest: keep
+            new[doc_id] = doc_id  # not part of this ingest: keep
             unchanged.append(doc_id)
     if not new:
         raise EmptyCorpusError("nothing left to index: every document was removed or unreadable")
@@ -460,9 +486,24 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
     order = [d for d in known if d in new] + [d for d in new if d not in known]
     new_sources = sorted(set(sources) | {display_path(p, home) for p in given_existing})
     started = time.perf_counter()
+    if previous is not None and not rebuild and not (added or changed or removed) and list(known) == order \
+            and previous.manifest.get("settings") == config.index_settings() \
+            and previous.manifest.get("sources") == new_sources \
+            and previous.manifest.get("bm25", {}).get("k1") == config.bm25_k1 \
+            and previous.manifest.get("bm25", {}).get("b") == config.bm25_b \
+            and previous.manifest.get("vector_store", {}).get("kind") in _kinds_for(config, previous) \
+            and all(isinstance(d, str) or (d.title, d.path, d.meta) == (known[i].title, known[i].path, known[i].meta)
+                    for i, d in new.items()):
+        # Nothing to change: no new version is built (at scale, building one costs a copy and a BM25 index).
+        report = IngestReport([], [], sorted(unchanged), [], skipped, len(previous.chunks), 0, str(folder))
+        return report, previous
+    if rebuild and previous is not None:
+        new = {d: previous.documents[v] if isinstance(v, str) else v for d, v in new.items()}
     index, embedded = Index.build([new[d] for d in order], config, embedder,
-                                  previous=None if rebuild else previous, progress=progress, sources=new_sources)
-    if not rebuild and previous is not None and embedded and not (added or changed):
+                                  previous=None if rebuild else previous, progress=progress, sources=new_sources,
+                                  prepared=prepared, target=folder)
+    if not rebuild and previous is not None and embedded and not (added or changed) \
+            and previous.manifest.get("settings") != index.manifest.get("settings"):
         # Settings changed since the last build: everything was re-embedded.
         changed = [d for d in order if d in known]
         unchanged = []

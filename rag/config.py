@@ -26,6 +26,7 @@ RERANKERS = ("reader", "none")
 READER_PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 DTYPES = ("auto", "float32", "bfloat16")
 FUSIONS = ("rrf", "weighted")
+VECTOR_INDEXES = ("auto", "flat", "ivf")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,21 @@ class Config:
     #: BM25 parameters (the common defaults; not tuned).
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
+    #: Passages each first-stage list (dense top-N from FAISS, BM25 top-N from bm25s) contributes to fusion.
+    #: An index of at most this many chunks is fused over every row, exactly as before candidate lists.
+    candidates: int = 1000
+
+    # --- vector store (index time, recorded in the manifest) --------------------------
+    #: "auto": exact "flat" below ``ivf_threshold`` chunks, approximate "ivf" from there; or force one.
+    vector_index: str = "auto"
+    #: Where flat stops being the right choice on this machine (eval/RESULTS.md, "scale").
+    ivf_threshold: int = 200_000
+    #: IVF cells; 0 = about 4·sqrt(chunks), a power of two (rag.vectorstore.default_nlist).
+    ivf_nlist: int = 0
+    #: IVF cells a query scans (query time: may differ from the value the index was built with).
+    ivf_nprobe: int = 32
+    #: Vectors k-means trains on when an IVF store is built (a sample of the corpus).
+    ivf_training_sample: int = 100_000
 
     # --- reader (query time) ---------------------------------------------------
     #: The reader that scores the sentences of the top passages: "trained", the fine-tuned MiniLM cross-encoder
@@ -169,8 +185,15 @@ class Config:
         for name in ("chunk_tokens", "chunk_max_chars", "embed_batch_size", "max_question_tokens", "top_k",
                      "rrf_k", "reader_batch_size", "reader_passages", "answer_max_words", "answer_max_sentences",
                      "max_upload_bytes", "second_quote_min_words", "serve_concurrency",
-                     "generator_max_tokens", "generator_passages"):
+                     "generator_max_tokens", "generator_passages", "candidates", "ivf_threshold", "ivf_nprobe",
+                     "ivf_training_sample"):
             positive(name)
+        if isinstance(self.ivf_nlist, bool) or not isinstance(self.ivf_nlist, int) or self.ivf_nlist < 0:
+            raise ConfigError(f"ivf_nlist must be 0 (chosen from the corpus size) or a positive integer, "
+                              f"got {self.ivf_nlist!r}")
+        if self.vector_index not in VECTOR_INDEXES:
+            raise ConfigError(f"vector_index {self.vector_index!r} is unknown; choose one of "
+                              f"{', '.join(VECTOR_INDEXES)}")
         for name, choices in (("reader", READERS), ("reranker", RERANKERS), ("reader_precision", READER_PRECISIONS)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} {getattr(self, name)!r} is unknown; choose one of {', '.join(choices)}")

@@ -1,17 +1,23 @@
-"""Stage 4: the index — a directory holding FAISS vectors, BM25 files, chunks, documents and a manifest.
+"""Stage 4: the index — a directory holding a chunk store, FAISS vectors, BM25 files and a manifest.
 
 Layout of ``embeddings/<name>/``::
 
-    manifest.json     format version, model, dimension, metric, chunker settings,
-                      per-document content hashes, file hashes, library versions, times
-    vectors.faiss     IndexFlatIP over normalised vectors (inner product = cosine)
-    chunks.jsonl      row i describes FAISS id i: doc_id, section, span, kind
-    documents.jsonl   the full text of every document, with sections and blocks
-    bm25/             the bm25s index over the same rows
+    manifest.json     format version, model, dimension, metric, vector store kind, chunker settings,
+                      per-document content hashes, file hashes and stats, library versions, times
+    store.sqlite3     documents and chunks (rag.store), read by id when needed
+    vectors.faiss     normalised vectors under the chunk ids (rag.vectorstore): exact "flat", or
+                      approximate "ivf" for large corpora (inner product = cosine)
+    bm25/             the bm25s index over the same chunks, with its row -> chunk id map
+
+Chunk ids are stable: adding, changing or removing a document adds or removes only its own rows
+(the vector store and the chunk store are edited, BM25 is rebuilt from the stored terms).
 
 Writes are atomic: a new version is written to a temporary sibling folder and
 renamed into place, so a crash never leaves a half-written index. Loading
-checks the manifest and every file hash before trusting anything. No pickle.
+checks the manifest and every file before trusting anything: a file whose size
+and modification time are those recorded when it was written and hashed is the
+same file; any other is hashed again and, when its hash matches, checked for
+consistency. No pickle.
 
 Two lock files sit beside the folder. ``.<name>.lock`` serialises writers
 across processes: a writer holds it from reading the index on disk until its
@@ -31,13 +37,14 @@ import logging
 import os
 import platform
 import shutil
+import tempfile
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -46,18 +53,22 @@ from .config import Config
 from .embedding import Embedder
 from .errors import (IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, IndexWriteError,
                      InputError)
-from .lexical import BM25Index
-from .types import Block, Chunk, Document, Page, Section
+from .lexical import BM25Index, analyze
+from .store import ChunkStore, ChunkView, DocumentInfo, DocumentMap
+from .types import Chunk, Document
+from .vectorstore import KINDS, VectorStore, choose_kind
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "rag-index"
-FORMAT_VERSION = 1
+#: 2: chunk store in SQLite, stable chunk ids, vector store kind (1: JSONL files, row = id, flat only).
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
-CHUNKS = "chunks.jsonl"
-DOCUMENTS = "documents.jsonl"
+STORE = ChunkStore.FILE
 BM25_DIR = "bm25"
+#: Files of format 1, which a format-2 index may replace.
+LEGACY_FILES = ("chunks.jsonl", "documents.jsonl")
 METRIC = "inner_product"
 
 
@@ -92,93 +103,178 @@ def embedded_text(chunk: Chunk, title: str, with_headers: bool) -> str:
     return f"{header}\n{chunk.text}"
 
 
-def _doc_to_json(doc: Document) -> dict[str, Any]:
-    data = {"doc_id": doc.doc_id, "title": doc.title, "path": doc.path, "sha256": doc.sha256, "meta": doc.meta,
-            "sections": [[s.title, s.start, s.end] for s in doc.sections],
-            "blocks": [[b.start, b.end, b.kind, b.section] for b in doc.blocks], "text": doc.text}
-    if doc.pages:  # only documents with pages (PDF) carry the key: text documents' lines stay as they were
-        data["pages"] = [[p.start, p.end, p.number] for p in doc.pages]
-    return data
+@dataclass(frozen=True)
+class Embedded:
+    """Chunks and their vectors for one document, computed outside ``Index.build`` (Ray, ``rag bench``)."""
+
+    chunks: tuple[Chunk, ...]
+    #: float32 (len(chunks), dimension), L2-normalised, of ``embedded_text`` of each chunk.
+    vectors: np.ndarray
 
 
-def _doc_from_json(data: dict[str, Any]) -> Document:
-    """A document from its documents.jsonl line; lines written before pages existed have no "pages"."""
-    pages = tuple(Page(*p) for p in data.get("pages") or ())
-    if any(not all(isinstance(v, int) and not isinstance(v, bool) for v in (p.start, p.end, p.number))
-           or not 0 <= p.start <= p.end <= len(data["text"]) for p in pages):
-        raise ValueError(f"document {data['doc_id']!r} has page spans outside its text")
-    return Document(doc_id=data["doc_id"], title=data["title"], path=data["path"], text=data["text"],
-                    sha256=data["sha256"], sections=tuple(Section(*s) for s in data["sections"]),
-                    blocks=tuple(Block(*b) for b in data["blocks"]), meta=dict(data.get("meta") or {}),
-                    pages=pages)
+def _staging_dir(target: Path | None) -> Path:
+    """A private folder for a version being built: beside its target when known (the same disk)."""
+    if target is not None:
+        target = Path(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+            path.mkdir()
+            return path
+        except OSError as exc:
+            raise write_error(exc, target) from None
+    return Path(tempfile.mkdtemp(prefix="rag-index-"))
 
 
-@dataclass
 class Index:
-    """Documents, chunks, dense vectors and BM25 over the same rows."""
+    """Documents and chunks in a SQLite store, dense vectors and BM25 over the same stable chunk ids."""
 
-    documents: dict[str, Document]
-    chunks: list[Chunk]
-    vectors: Any  # faiss.IndexFlatIP
-    bm25: BM25Index
-    manifest: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-    #: ``disk_stamp`` of the manifest this index was loaded from or saved as (None: in memory).
-    stamp: tuple[int, int, int] | None = None
+    def __init__(self, store: ChunkStore, vectors: VectorStore, bm25: BM25Index, manifest: dict[str, Any],
+                 path: Path | None = None, stamp: tuple[int, int, int] | None = None,
+                 staging: Path | None = None) -> None:
+        self.store = store
+        self.vectors = vectors
+        self.bm25 = bm25
+        self.manifest = manifest
+        self.path = path
+        #: ``disk_stamp`` of the manifest this index was loaded from or saved as (None: in memory).
+        self.stamp = stamp
+        self.documents: Mapping[str, Document] = DocumentMap(store)
+        self.chunks: Sequence[Chunk] = ChunkView(store)
+        self._footnotes: np.ndarray | None = None
+        # A version built but never saved lives in a temporary folder, removed with the object.
+        self._staging = staging
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(staging), True) if staging else None
 
     def is_stale(self) -> bool:
         """True when the index on disk is no longer the version held here (another process wrote it)."""
         return self.path is not None and disk_stamp(self.path) != self.stamp
 
+    def descriptions(self) -> dict[str, DocumentInfo]:
+        """Every document's id, title, path, hash, metadata and chunk count, in order, without its text."""
+        return self.store.descriptions()
+
+    @property
+    def footnote_ids(self) -> np.ndarray:
+        """Ids of footnote chunks, ascending (fusion weighs them down)."""
+        if self._footnotes is None:
+            self._footnotes = self.store.ids_of_kind("footnote")
+        return self._footnotes
+
+    def reconstruct(self, ids: Sequence[int]) -> np.ndarray:
+        """Stored vectors of chunk ``ids`` (approximate in an ivf store)."""
+        return self.vectors.reconstruct(np.asarray(ids, dtype=np.int64))
+
     # ------------------------------------------------------------------ building
     @classmethod
-    def build(cls, documents: Sequence[Document], config: Config, embedder: Embedder, *,
-              previous: "Index | None" = None, progress: bool = False, sources: Sequence[str] = ()
+    def build(cls, documents: Sequence[Document | str], config: Config, embedder: Embedder, *,
+              previous: "Index | None" = None, progress: bool = False, sources: Sequence[str] = (),
+              prepared: Mapping[str, Embedded] | None = None, target: Path | None = None
               ) -> tuple["Index", int]:
-        """Chunk and embed ``documents``; reuse vectors of documents unchanged since ``previous``.
+        """The next version: ``documents`` in this order (a document id given as a string keeps that document
+        of ``previous`` as it is).
 
-        Returns the new in-memory index and the number of chunks embedded now.
+        With a compatible ``previous`` (same settings and model) only new and changed documents are chunked
+        and embedded, and only their rows are added to or removed from the vector store; otherwise everything
+        is. ``prepared`` (keyed by document sha256) supplies chunks and vectors computed elsewhere. ``target``
+        is where the version will be saved (its temporary folder is made beside it). Returns the index (not
+        yet saved) and the number of chunks embedded now.
         """
-        import faiss
+        staging = _staging_dir(target)
+        try:
+            return cls._build(documents, config, embedder, previous, progress, sources, prepared or {}, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
+    @classmethod
+    def _build(cls, documents: Sequence[Document | str], config: Config, embedder: Embedder,
+               previous: "Index | None", progress: bool, sources: Sequence[str], prepared: Mapping[str, Embedded],
+               staging: Path) -> tuple["Index", int]:
         chunker = Chunker.from_config(config)
         reusable = previous is not None and previous.manifest.get("settings") == config.index_settings() \
             and previous.manifest.get("model", {}).get("name") == embedder.model_name
-        old_rows: dict[str, list[int]] = {}
+        store_path = staging / STORE
         if reusable:
-            for row, chunk in enumerate(previous.chunks):
-                old_rows.setdefault(chunk.doc_id, []).append(row)
+            assert previous is not None
+            previous.store.copy_to(store_path)  # copy-on-write: the version on disk is never touched
+            store = ChunkStore(store_path, writable=True)
+            vectors: VectorStore | None = previous.vectors.clone()
+            next_id = int(previous.manifest.get("next_chunk_id", previous.store.max_id() + 1))
+            old = previous.descriptions()
+        else:
+            store = ChunkStore.create(store_path)
+            vectors, next_id, old = None, 0, {}
 
-        chunks: list[Chunk] = []
-        origin: list[int] = []  # per chunk: its row in ``previous`` when reused, else -1
+        # What stays, what goes, what is new.
+        order: list[str] = []
+        kept: list[str] = []
+        described: list[Document] = []  # kept documents whose title, path or metadata changed
+        added: list[Document] = []
+        for item in documents:
+            if isinstance(item, str):
+                if item in old:
+                    kept.append(item)
+                    order.append(item)
+                    continue
+                if previous is None or item not in previous.documents:
+                    raise InputError(f"document {item!r} is not in the previous index; give the document itself")
+                item = previous.documents[item]  # settings changed: its text is chunked again
+            if item.doc_id in order:
+                raise InputError(f"document id {item.doc_id!r} is given twice")
+            order.append(item.doc_id)
+            info = old.get(item.doc_id)
+            if info is not None and info.sha256 == item.sha256:
+                kept.append(item.doc_id)
+                if (info.title, info.path, info.meta) != (item.title, item.path, item.meta):
+                    described.append(item)
+            else:
+                added.append(item)
+        dropped = [d for d in old if d not in set(kept)]
+
+        # Chunks of the new documents, their terms and their vectors.
+        rows: list[tuple[int, Chunk, str]] = []
+        pieces: list[np.ndarray | None] = []  # per added document: its prepared vectors, or None (embed now)
         to_embed: list[str] = []
-        for doc in documents:
-            old = previous.documents.get(doc.doc_id) if reusable else None
-            if old is not None and old.sha256 == doc.sha256 and doc.doc_id in old_rows:
-                rows = old_rows[doc.doc_id]
-                chunks.extend(previous.chunks[r] for r in rows)
-                origin.extend(rows)
-                continue
-            for chunk in chunker.chunk(doc):
-                chunks.append(chunk)
-                origin.append(-1)
-                to_embed.append(embedded_text(chunk, doc.title, config.embed_headers))
         dim = embedder.dimension
-        matrix = np.zeros((len(chunks), dim), dtype=np.float32)
-        rows_old = np.asarray(origin, dtype=np.int64)
-        reused = rows_old >= 0
-        if reused.any():
-            matrix[reused] = previous.vectors.reconstruct_batch(rows_old[reused])
-        if to_embed:
-            matrix[~reused] = embedder.encode(to_embed, progress=progress)
-        vectors = faiss.IndexFlatIP(dim)
-        if len(matrix):
-            vectors.add(matrix)
-        titles = {d.doc_id: d.title for d in documents}
-        bm25 = BM25Index.build([embedded_text(c, titles[c.doc_id], config.embed_headers) for c in chunks],
-                               config.bm25_k1, config.bm25_b)
+        for doc in added:
+            ready = prepared.get(doc.sha256)
+            chunks = list(ready.chunks) if ready is not None else chunker.chunk(doc)
+            texts = [embedded_text(c, doc.title, config.embed_headers) for c in chunks]
+            if ready is not None:
+                if ready.vectors.shape != (len(chunks), dim):
+                    raise InputError(f"prepared vectors of {doc.doc_id!r} have shape {ready.vectors.shape}, "
+                                     f"expected ({len(chunks)}, {dim})")
+                pieces.append(np.asarray(ready.vectors, dtype=np.float32))
+            else:
+                pieces.append(None)
+                to_embed.extend(texts)
+            for chunk, text in zip(chunks, texts):
+                rows.append((next_id, chunk, " ".join(analyze(text))))
+                next_id += 1
+        fresh = embedder.encode(to_embed, progress=progress) if to_embed else np.zeros((0, dim), np.float32)
+        matrix = _assemble_vectors(added, pieces, rows, fresh, dim)
+        new_ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+
+        store.begin()
+        removed_ids = store.delete_documents(dropped)
+        positions = {d: i for i, d in enumerate(order)}
+        store.put_documents((d, positions[d.doc_id]) for d in added)
+        store.set_positions({d: positions[d] for d in kept})
+        store.set_descriptions(described)
+        store.put_chunks(rows)
+        store.commit()
+
+        vectors = _next_vectors(vectors, config, store, removed_ids, new_ids, matrix, dim)
+        ids, terms = [], []
+        for chunk_id, text in store.iter_terms():
+            ids.append(chunk_id)
+            terms.append(text.split())
+        bm25 = BM25Index.from_terms(terms, config.bm25_k1, config.bm25_b, np.asarray(ids, dtype=np.int64))
+        del terms
+
+        infos = store.descriptions()
         created = previous.manifest.get("created_at") if previous is not None else None
-        per_doc = Counter(c.doc_id for c in chunks)
         manifest = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -187,23 +283,23 @@ class Index:
             "versions": library_versions(),
             "model": embedder.info(),
             "metric": METRIC,
-            "faiss_index": "IndexFlatIP",
+            "vector_store": vectors.describe(),
             "settings": config.index_settings(),
             "chunker": chunker.settings(),
             "bm25": {"library": "bm25s", "k1": config.bm25_k1, "b": config.bm25_b, "analyzer": "english-snowball"},
             "sources": sorted(set(sources)),
-            "counts": {"documents": len(documents), "chunks": len(chunks)},
-            "documents": [{"doc_id": d.doc_id, "title": d.title, "path": d.path, "sha256": d.sha256,
-                           "chunks": per_doc[d.doc_id]} for d in documents],
+            "counts": {"documents": len(infos), "chunks": len(ids)},
+            "next_chunk_id": next_id,
+            "documents": [{"doc_id": i.doc_id, "title": i.title, "path": i.path, "sha256": i.sha256,
+                           "chunks": i.chunks} for i in infos.values()],
         }
-        index = cls({d.doc_id: d for d in documents}, chunks, vectors, bm25, manifest)
-        return index, len(to_embed)
+        log.info("built index: %d documents kept, %d added or changed, %d dropped; %d chunks embedded",
+                 len(kept), len(added), len(dropped), len(to_embed))
+        return cls(store, vectors, bm25, manifest, staging=staging), len(to_embed)
 
     # ------------------------------------------------------------------ saving
     def save(self, folder: Path) -> None:
         """Write atomically: build a sibling temporary folder, then swap it in."""
-        import faiss
-
         folder = Path(folder)
         check_writable_target(folder)  # never replace what is not an index
         tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
@@ -213,20 +309,14 @@ class Index:
         except OSError as exc:
             raise write_error(exc, folder) from None
         try:
-            faiss.write_index(self.vectors, str(tmp / VECTORS))
-            with (tmp / CHUNKS).open("w", encoding="utf-8") as fh:
-                for i, c in enumerate(self.chunks):
-                    fh.write(json.dumps({"id": i, "doc_id": c.doc_id, "section": c.section, "start": c.start,
-                                         "end": c.end, "kind": c.kind, "tokens": c.tokens},
-                                        ensure_ascii=False) + "\n")
-            with (tmp / DOCUMENTS).open("w", encoding="utf-8") as fh:
-                for doc in self.documents.values():
-                    fh.write(json.dumps(_doc_to_json(doc), ensure_ascii=False) + "\n")
+            self.store.copy_to(tmp / STORE)
+            self.vectors.save(tmp / VECTORS)
             self.bm25.save(tmp / BM25_DIR)
+            names = [STORE, VECTORS] + [f"{BM25_DIR}/{p.name}" for p in sorted((tmp / BM25_DIR).iterdir())]
+            _fsync_tree(tmp)  # before the stats are taken: they are what a later load compares
             manifest = dict(self.manifest)
-            manifest["files"] = {name: _sha256_file(tmp / name) for name in (VECTORS, CHUNKS, DOCUMENTS)}
-            manifest["files"].update({f"{BM25_DIR}/{p.name}": _sha256_file(p)
-                                      for p in sorted((tmp / BM25_DIR).iterdir())})
+            manifest["files"] = {name: _sha256_file(tmp / name) for name in names}
+            manifest["file_stats"] = {name: _stat(tmp / name) for name in names}
             _write_json_synced(tmp / MANIFEST, manifest)
             _fsync_tree(tmp)
             with _swap_lock(folder, exclusive=True):
@@ -234,10 +324,18 @@ class Index:
                 stamp = disk_stamp(folder)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if self._cleanup is not None:
+                # Nothing may stay behind a failed write; this object still reads its open store file.
+                self._cleanup()
             if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "write" in str(exc).lower()):
                 # faiss reports a full disk or a vanished folder as RuntimeError("... write ...")
                 raise write_error(exc, folder) from None
             raise
+        # From now on read the saved file; the temporary version, if any, goes.
+        self.store.reopen(folder / STORE)
+        if self._cleanup is not None:
+            self._cleanup()
+            self._cleanup = self._staging = None
         self.manifest = manifest
         self.path = folder
         self.stamp = stamp
@@ -258,8 +356,7 @@ class Index:
 
     @classmethod
     def _read(cls, folder: Path, config: Config) -> "Index":
-        import faiss
-
+        rebuild = f"rebuild with: rag ingest --rebuild --index {folder}"
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
             if any((folder / name).exists() for name in INDEX_ENTRIES - {MANIFEST}):
@@ -273,52 +370,108 @@ class Index:
             raise IndexCorruptError(f"{manifest_path} is unreadable ({exc}); rebuild with: "
                                     f"rag ingest PATHS --rebuild --index {folder}") from exc
         check_manifest(manifest, folder, config)
-        unlisted = sorted({VECTORS, CHUNKS, DOCUMENTS} - set(manifest["files"]))
+        unlisted = sorted({VECTORS, STORE} - set(manifest["files"]))
         if unlisted or not any(name.startswith(f"{BM25_DIR}/") for name in manifest["files"]):
             # Every file is trusted only through its recorded hash: one left out could be anything.
-            raise IndexCorruptError(f"{manifest_path} records no hash for {', '.join(unlisted) or BM25_DIR}; "
-                                    f"rebuild with: rag ingest --rebuild --index {folder}")
+            raise IndexCorruptError(f"{manifest_path} records no hash for {', '.join(unlisted) or BM25_DIR}; {rebuild}")
+        stats = manifest.get("file_stats") if isinstance(manifest.get("file_stats"), dict) else {}
+        changed = False
         for name, expected in manifest["files"].items():
             path = folder / name
-            if not path.is_file() or _sha256_file(path) != expected:
-                raise IndexCorruptError(f"{path} is missing or altered since the index was written; rebuild with: "
-                                        f"rag ingest --rebuild --index {folder}")
+            try:
+                seen = _stat(path) if path.is_file() else None
+            except OSError:
+                seen = None
+            if seen is not None and stats.get(name) == seen:
+                continue  # the very file that was written and hashed (same size and mtime): hashing it again
+                # would make every start read the whole index
+            if seen is None or _sha256_file(path) != expected:
+                raise IndexCorruptError(f"{path} is missing or altered since the index was written; {rebuild}")
+            changed = True
+        described = manifest.get("vector_store")
+        kind = described.get("kind") if isinstance(described, dict) else None
+        if kind not in KINDS:
+            raise IndexCorruptError(f"{manifest_path} records no vector store kind; {rebuild}")
         try:
-            vectors = faiss.read_index(str(folder / VECTORS))
-            with (folder / DOCUMENTS).open(encoding="utf-8") as fh:
-                documents = {d.doc_id: d for d in (_doc_from_json(json.loads(line)) for line in fh if line.strip())}
-            chunks: list[Chunk] = []
-            with (folder / CHUNKS).open(encoding="utf-8") as fh:
-                for i, line in enumerate(l for l in fh if l.strip()):
-                    row = json.loads(line)
-                    if row["id"] != i:
-                        raise IndexCorruptError(f"{folder / CHUNKS}: row {i} has id {row['id']}; rebuild with: "
-                                                f"rag ingest --rebuild --index {folder}")
-                    doc = documents[row["doc_id"]]
-                    if not 0 <= row["start"] < row["end"] <= len(doc.text):
-                        raise IndexCorruptError(f"{folder / CHUNKS}: row {i} spans {row['start']}-{row['end']}, "
-                                                f"outside its document ({len(doc.text)} characters); rebuild with: "
-                                                f"rag ingest --rebuild --index {folder}")
-                    chunks.append(Chunk(row["doc_id"], row["section"], row["start"], row["end"],
-                                        doc.text[row["start"]:row["end"]], row.get("kind", "body"),
-                                        row.get("tokens", 0)))
-            bm25 = BM25Index.load(folder / BM25_DIR)
+            store = ChunkStore(folder / STORE)
+            if changed:  # a file differs from the one written (though its hash matches): check its structure
+                store.check()
+            vectors = VectorStore.load(folder / VECTORS, kind, config.ivf_nprobe)
+            bm25 = BM25Index.load(folder / BM25_DIR, mmap=True)
+            n_store = store.count()
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
             if isinstance(exc, IndexCorruptError):
                 raise
-            raise IndexCorruptError(f"index at {folder} cannot be read ({type(exc).__name__}: {exc}); rebuild with: "
-                                    f"rag ingest --rebuild --index {folder}") from exc
+            raise IndexCorruptError(f"index at {folder} cannot be read ({type(exc).__name__}: {exc}); "
+                                    f"{rebuild}") from exc
         dim = manifest["model"]["dimension"]
         if vectors.d != dim:
             raise IndexCorruptError(f"{folder / VECTORS} has dimension {vectors.d} but the manifest says {dim}; "
-                                    f"rebuild with: rag ingest --rebuild --index {folder}")
-        if not (vectors.ntotal == len(chunks) == bm25.n_docs == manifest["counts"]["chunks"]):
-            raise IndexCorruptError(f"index at {folder} is inconsistent: {vectors.ntotal} vectors, {len(chunks)} "
-                                    f"chunks, {bm25.n_docs} BM25 rows; rebuild with: rag ingest --rebuild --index {folder}")
-        return cls(documents, chunks, vectors, bm25, manifest, folder)
+                                    f"{rebuild}")
+        if not (vectors.ntotal == n_store == bm25.n_docs == manifest["counts"]["chunks"]):
+            raise IndexCorruptError(f"index at {folder} is inconsistent: {vectors.ntotal} vectors, {n_store} "
+                                    f"chunks, {bm25.n_docs} BM25 rows; {rebuild}")
+        if changed:
+            ids = store.chunk_ids()
+            if not (np.array_equal(ids, vectors.all_ids()) and np.array_equal(ids, bm25.ids)):
+                raise IndexCorruptError(f"index at {folder} is inconsistent: its vectors, chunks and BM25 rows "
+                                        f"have different chunk ids; {rebuild}")
+        return cls(store, vectors, bm25, manifest, folder)
 
-    def reconstruct(self, rows: Sequence[int]) -> np.ndarray:
-        return self.vectors.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+
+def _assemble_vectors(added: Sequence[Document], pieces: Sequence[np.ndarray | None],
+                      rows: Sequence[tuple[int, Chunk, str]], fresh: np.ndarray, dim: int) -> np.ndarray:
+    """The vectors of the new rows in row order: prepared ones where given, freshly embedded ones elsewhere."""
+    counts: dict[str, int] = {}
+    for _i, chunk, _t in rows:
+        counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
+    out = np.zeros((len(rows), dim), dtype=np.float32)
+    at, used = 0, 0
+    for doc, piece in zip(added, pieces):
+        n = counts.get(doc.doc_id, 0)
+        if piece is not None:
+            out[at:at + n] = piece
+        else:
+            out[at:at + n] = fresh[used:used + n]
+            used += n
+        at += n
+    return out
+
+
+def _next_vectors(vectors: VectorStore | None, config: Config, store: ChunkStore, removed: np.ndarray,
+                  new_ids: np.ndarray, matrix: np.ndarray, dim: int) -> VectorStore:
+    """The vector store of the next version: the previous one with rows removed and added, or a new one
+    when there is none or its kind should change (flat grown past ``ivf_threshold``, or another kind asked)."""
+    total = store.count()
+    if vectors is not None:
+        current = vectors.kind
+        wanted = config.vector_index if config.vector_index in KINDS else (
+            "ivf" if current == "ivf" else choose_kind("auto", total, config.ivf_threshold))
+        if wanted == current:
+            vectors.remove(removed)
+            vectors.add(new_ids, matrix)
+            vectors.nprobe = config.ivf_nprobe
+            return vectors
+        # Another kind: start from every vector kept (exact from flat; from ivf only its 8-bit approximation).
+        if current == "ivf":
+            log.warning("converting an ivf vector store to flat from its 8-bit vectors; rebuild the index "
+                        "(rag ingest --rebuild) for exact ones")
+        vectors.remove(removed)
+        kept = vectors.all_ids()
+        ids = np.concatenate([kept, new_ids])
+        matrix = np.vstack([vectors.reconstruct(kept), matrix]) if len(kept) else matrix
+    else:
+        wanted = choose_kind(config.vector_index, total, config.ivf_threshold)
+        ids = new_ids
+    fresh = VectorStore.create(dim, wanted, training=matrix, nlist=config.ivf_nlist, nprobe=config.ivf_nprobe,
+                               training_sample=config.ivf_training_sample)
+    fresh.add(ids, matrix)
+    return fresh
+
+
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
 
 
 def check_manifest(manifest: Any, folder: Path, config: Config) -> None:
@@ -380,7 +533,7 @@ def _fsync_tree(folder: Path) -> None:
 
 
 #: What an index folder may hold; a folder holding anything else is not ours to replace.
-INDEX_ENTRIES = frozenset({MANIFEST, VECTORS, CHUNKS, DOCUMENTS, BM25_DIR})
+INDEX_ENTRIES = frozenset({MANIFEST, VECTORS, STORE, BM25_DIR, *LEGACY_FILES})
 
 
 def check_writable_target(folder: Path) -> None:

@@ -24,7 +24,14 @@ log = logging.getLogger(__name__)
 
 
 class Retriever:
-    """Searches one index. Validates its mode on construction."""
+    """Searches one index. Validates its mode on construction.
+
+    Each first stage returns a candidate list, not a score for every row: dense top-N from the vector
+    store, BM25 top-N from bm25s (N = ``Config.candidates``). Fusion scores the union of the two lists, with
+    the missing score of each candidate filled in exactly (its BM25 score, or the cosine of its stored
+    vector), so a passage found by one side only is not penalised for not being in the other's top N. An
+    index of at most N chunks is therefore fused over every row.
+    """
 
     def __init__(self, index: Index, embedder: Embedder, config: Config) -> None:
         if index.vectors.d != embedder.dimension:
@@ -32,40 +39,48 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.config = config
-        self._footnote_rows = np.asarray([i for i, c in enumerate(index.chunks) if c.kind == "footnote"],
-                                         dtype=np.int64)
 
     # ------------------------------------------------------------------ helpers
-    def _allowed_rows(self, doc_ids: Collection[str] | None) -> np.ndarray | None:
+    def _allowed_ids(self, doc_ids: Collection[str] | None) -> np.ndarray | None:
         if doc_ids is None:
             return None
         wanted = doc_id_set(doc_ids)
-        unknown = wanted - set(self.index.documents)
+        unknown = wanted - self.index.store.doc_id_set()
         if unknown:
-            raise InputError(f"unknown document id(s): {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(sorted(self.index.documents))}")
-        return np.asarray([i for i, c in enumerate(self.index.chunks) if c.doc_id in wanted], dtype=np.int64)
+            known = self.index.store.doc_ids()
+            shown = ", ".join(sorted(known)[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+            raise InputError(f"unknown document id(s): {', '.join(sorted(unknown))}; known: {shown}")
+        return self.index.store.chunk_ids_of(sorted(wanted))
 
-    def _dense_all(self, qvec: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
-        """Cosine of the question to every row (-inf for rows filtered out)."""
-        import faiss
+    def _dense(self, qvec: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, cosines) of the dense top ``n`` (among ``allowed``)."""
+        vectors = self.index.vectors
+        q = qvec.reshape(1, -1).astype(np.float32)
+        if allowed is not None and (len(allowed) <= n or (vectors.kind != "flat"
+                                                           and len(allowed) <= EXACT_FILTER_ROWS)):
+            # Every filtered row is a candidate, or the store is approximate (a filtered search would see only
+            # the cells it probes): score the filtered rows exactly (filters name a few documents).
+            scores = self.index.reconstruct(allowed) @ q[0] if len(allowed) else np.zeros(0, np.float32)
+            top = np.argsort(-scores, kind="stable")[:n]
+            return allowed[top], scores[top].astype(np.float32)
+        scores, found = vectors.search(q, n, allowed)
+        keep = found[0] >= 0
+        return found[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 
-        n = len(self.index.chunks)
-        available = n if allowed is None else len(allowed)
-        params = None if allowed is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-        scores, rows = self.index.vectors.search(qvec.reshape(1, -1).astype(np.float32), available, params=params)
-        out = np.full(n, -np.inf, dtype=np.float32)
-        keep = rows[0] >= 0
-        out[rows[0][keep]] = scores[0][keep]
-        return out
-
-    def _bm25_all(self, question: str, allowed: np.ndarray | None) -> np.ndarray:
-        scores = self.index.bm25.scores(question)
-        if allowed is None:
-            return scores
-        out = np.full_like(scores, -np.inf)
-        out[allowed] = scores[allowed]
-        return out
+    def _bm25(self, question: str, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(full score array over BM25 rows, rows of the top ``n`` with a positive score)."""
+        bm25 = self.index.bm25
+        scores = bm25.scores(question)
+        if allowed is not None:
+            masked = np.zeros_like(scores)
+            rows = bm25.rows_of(allowed)
+            masked[rows] = scores[rows]
+            scores = masked
+        n = min(n, len(scores))
+        if n == 0:
+            return scores, np.zeros(0, dtype=np.int64)
+        top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+        return scores, top[scores[top] > 0]
 
     # ------------------------------------------------------------------ search
     def search(self, question: str, qvec: np.ndarray, k: int, *, mode: str | None = None,
@@ -76,53 +91,78 @@ class Retriever:
             raise InputError(f"retriever {mode!r} is unknown; choose one of {', '.join(RETRIEVERS)}")
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
-        allowed = self._allowed_rows(doc_ids)
+        allowed = self._allowed_ids(doc_ids)
         available = len(self.index.chunks) if allowed is None else len(allowed)
         if available == 0:
             return []
         k = min(k, available)
+        n = max(self.config.candidates, k)
 
-        dense_all = self._dense_all(qvec, allowed)
-        bm25_all = self._bm25_all(question, allowed)
-        if mode == "dense":
-            fused = dense_all
-        elif mode == "bm25":
-            fused = bm25_all
+        dense_ids, dense_scores = self._dense(qvec, n, allowed)
+        bm25_all, bm25_rows = self._bm25(question, n, allowed)
+        bm25_ids = self.index.bm25.ids[bm25_rows]
+        if mode == "bm25":
+            # BM25 ranks the passages sharing a term with the question; dense order fills the rest up to k.
+            by_score = np.lexsort((bm25_ids, -bm25_all[bm25_rows]))
+            bm25_ids = bm25_ids[by_score]
+            ids = np.concatenate([bm25_ids, dense_ids[~np.isin(dense_ids, bm25_ids)]])
+        elif mode == "dense":
+            ids = dense_ids
         else:
-            fused = self._fuse(dense_all, bm25_all)
-            # Footnotes are bibliographic references: they seldom answer a question themselves.
-            footnotes = self._footnote_rows
-            if len(footnotes):
-                fused[footnotes] *= self.config.footnote_weight
-        order = np.argsort(-fused, kind="stable")[:k]
+            ids = np.union1d(dense_ids, bm25_ids)
+        if not len(ids):
+            return []
+        # Both scores for every candidate: dense from its list or its stored vector, BM25 from the full array.
+        cos = np.full(len(ids), np.nan, dtype=np.float32)
+        where = {int(i): j for j, i in enumerate(ids)}
+        for i, score in zip(dense_ids, dense_scores):
+            cos[where[int(i)]] = score
+        missing = np.isnan(cos)
+        if missing.any():
+            cos[missing] = self.index.reconstruct(ids[missing]) @ qvec.astype(np.float32)
+        lexical = bm25_all[self.index.bm25.rows_of(ids)].astype(np.float32)
+        if mode == "bm25":
+            fused = lexical.copy()
+            order = np.arange(min(k, len(ids)))
+        else:
+            if mode == "dense":
+                fused = cos.copy()
+            else:
+                fused = self._fuse(cos, lexical)
+                # Footnotes are bibliographic references: they seldom answer a question themselves.
+                footnotes = np.isin(ids, self.index.footnote_ids)
+                if footnotes.any():
+                    fused[footnotes] *= self.config.footnote_weight
+            # Ties break by chunk id: the order a ranking of every row gave.
+            order = np.lexsort((ids, -fused))[:k]
+        chosen = [int(ids[j]) for j in order]
+        chunks = self.index.store.chunks(chosen)
+        titles = self.index.store.titles([c.doc_id for c in chunks.values()])
         passages = []
-        for rank, row in enumerate((int(r) for r in order if np.isfinite(fused[r])), start=1):
-            score = float(fused[row])
-            cos = float(dense_all[row])
-            chunk = self.index.chunks[row]
-            doc = self.index.documents[chunk.doc_id]
-            passages.append(Passage(text=chunk.text, doc_id=chunk.doc_id, title=doc.title, section=chunk.section,
-                                    start=chunk.start, end=chunk.end, score=float(score), chunk_id=int(row),
-                                    rank=rank, dense_score=float(cos), bm25_score=float(bm25_all[row])))
+        for rank, j in enumerate(order, start=1):
+            chunk = chunks[int(ids[j])]
+            passages.append(Passage(text=chunk.text, doc_id=chunk.doc_id, title=titles.get(chunk.doc_id, ""),
+                                    section=chunk.section, start=chunk.start, end=chunk.end, score=float(fused[j]),
+                                    chunk_id=int(ids[j]), rank=rank, dense_score=float(cos[j]),
+                                    bm25_score=float(lexical[j])))
         return passages
 
     def _fuse(self, dense: np.ndarray, bm25: np.ndarray) -> np.ndarray:
-        """Combine full dense and BM25 score arrays (rows filtered out are -inf in both)."""
+        """Combine the dense and BM25 scores of the candidates."""
         w = self.config.dense_weight
-        valid = np.isfinite(dense)
-        fused = np.full_like(dense, -np.inf)
-        if not valid.any():
-            return fused
+        if not len(dense):
+            return dense.copy()
         if self.config.fusion == "rrf":
             c = self.config.rrf_k
-            fused[valid] = w / (c + _ranks(dense[valid])) + (1 - w) / (c + _ranks(bm25[valid]))
-            return fused
+            return (w / (c + _ranks(dense)) + (1 - w) / (c + _ranks(bm25))).astype(np.float32)
         # Convex combination: dense min-max normalised, BM25 divided by its maximum (0 stays 0).
-        d = dense[valid]
-        span = float(d.max() - d.min()) or 1.0
-        top = float(bm25[valid].max()) or 1.0
-        fused[valid] = w * (d - d.min()) / span + (1 - w) * bm25[valid] / top
-        return fused
+        span = float(dense.max() - dense.min()) or 1.0
+        top = float(bm25.max()) or 1.0
+        return (w * (dense - dense.min()) / span + (1 - w) * bm25 / top).astype(np.float32)
+
+
+#: A document filter over at most this many chunks is scored exactly, whatever the vector store.
+EXACT_FILTER_ROWS = 20_000
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:

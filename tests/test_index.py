@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 
 from rag import (Config, IndexCorruptError, IndexMismatchError, IndexNotFoundError, ingest)
-from rag.index import CHUNKS, MANIFEST, VECTORS, Index
+from rag.index import FORMAT_VERSION, MANIFEST, STORE, VECTORS, Index
 
 from .conftest import SEEDS
 
 
 def test_index_directory_layout_and_manifest(seed_index_dir):
     names = {p.name for p in seed_index_dir.iterdir()}
-    assert {MANIFEST, VECTORS, CHUNKS, "documents.jsonl", "bm25"} <= names
+    assert {MANIFEST, VECTORS, STORE, "bm25"} == names
     manifest = json.loads((seed_index_dir / MANIFEST).read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == FORMAT_VERSION == 2
+    assert manifest["vector_store"]["kind"] == "flat"  # four documents: far below the ivf threshold
+    assert set(manifest["file_stats"]) == set(manifest["files"])
     assert manifest["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert manifest["model"]["dimension"] == 384
     assert manifest["metric"] == "inner_product"
@@ -30,11 +32,14 @@ def test_index_directory_layout_and_manifest(seed_index_dir):
     assert manifest["created_at"]
 
 
-def test_row_i_is_faiss_id_i(seed_index_dir, embedder):
+def test_chunk_ids_are_the_faiss_and_bm25_ids(seed_index_dir, embedder):
+    import numpy as np
+
     index = Index.load(seed_index_dir)
-    rows = [json.loads(line) for line in (seed_index_dir / CHUNKS).read_text().splitlines()]
-    assert [r["id"] for r in rows] == list(range(index.vectors.ntotal))
-    # The stored vector of row 5 is the embedding of chunk 5 (with its header).
+    ids = index.store.chunk_ids()
+    assert np.array_equal(ids, index.vectors.all_ids()) and np.array_equal(ids, index.bm25.ids)
+    assert len(ids) == index.vectors.ntotal == len(index.chunks)
+    # The stored vector of chunk 5 is the embedding of chunk 5 (with its header).
     from rag.index import embedded_text
 
     chunk = index.chunks[5]
@@ -73,11 +78,30 @@ def test_dimension_mismatch_is_refused(writable_index):
         Index.load(writable_index)
 
 
-def test_altered_file_is_detected(writable_index):
-    with (writable_index / CHUNKS).open("a") as fh:
-        fh.write('{"id": 9999}\n')
+@pytest.mark.parametrize("name", [STORE, VECTORS, "bm25/rag_ids.npy"])
+def test_altered_file_is_detected(writable_index, name):
+    with (writable_index / name).open("ab") as fh:
+        fh.write(b"\0")
     with pytest.raises(IndexCorruptError, match="altered"):
         Index.load(writable_index)
+
+
+def test_load_hashes_only_files_changed_since_they_were_written(writable_index, monkeypatch):
+    """Size and mtime as recorded: the file that was hashed when written, so it is not read again at load (a
+    large index would be read whole on every start). A touched file is hashed, and one whose bytes match is
+    checked for consistency before it is trusted."""
+    import os
+
+    import rag.index as index_module
+
+    hashed: list[str] = []
+    real = index_module._sha256_file
+    monkeypatch.setattr(index_module, "_sha256_file", lambda path: hashed.append(path.name) or real(path))
+    Index.load(writable_index)
+    assert hashed == []
+    os.utime(writable_index / STORE)  # same bytes, new mtime: hashed, then accepted
+    index = Index.load(writable_index)
+    assert hashed == [STORE] and len(index.documents) == 4
 
 
 def test_missing_index_says_how_to_build(tmp_path):
@@ -185,7 +209,8 @@ def test_upgrade_rebuilds_only_an_incompatible_index(writable_index, embedder):
     assert report.chunks_embedded == 0  # compatible and unchanged: nothing re-embedded
     _edit_manifest(writable_index, format_version=0)
     report, index = ingest([SEEDS], writable_index, embedder=embedder, upgrade=True)
-    assert report.chunks_embedded == len(index.chunks) and Index.load(writable_index).manifest["format_version"] == 1
+    assert report.chunks_embedded == len(index.chunks) and \
+        Index.load(writable_index).manifest["format_version"] == FORMAT_VERSION
 
 
 def test_changed_bm25_settings_rewrite_the_index_without_re_embedding(writable_index, embedder):
@@ -223,15 +248,16 @@ def test_a_malformed_manifest_is_a_clear_error(writable_index, config, manifest)
 
 def test_chunk_spans_beyond_the_document_are_refused_at_load(writable_index, config):
     import json as _json
+    import sqlite3
 
     from rag.errors import IndexCorruptError
-    from rag.index import CHUNKS, MANIFEST, Index, _sha256_file
+    from rag.index import MANIFEST, STORE, Index, _sha256_file
 
-    rows = [_json.loads(line) for line in (writable_index / CHUNKS).read_text(encoding="utf-8").splitlines()]
-    rows[0]["end"] = 10 ** 9
-    (writable_index / CHUNKS).write_text("".join(_json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with sqlite3.connect(writable_index / STORE) as db:
+        db.execute('UPDATE chunks SET "end" = 1000000000 WHERE id = (SELECT min(id) FROM chunks)')
+    db.close()
     manifest = _json.loads((writable_index / MANIFEST).read_text(encoding="utf-8"))
-    manifest["files"][CHUNKS] = _sha256_file(writable_index / CHUNKS)  # consistent hashes: the span itself is wrong
+    manifest["files"][STORE] = _sha256_file(writable_index / STORE)  # consistent hashes: the span itself is wrong
     (writable_index / MANIFEST).write_text(_json.dumps(manifest), encoding="utf-8")
     with pytest.raises(IndexCorruptError, match="outside its document"):
         Index.load(writable_index, config)
@@ -343,3 +369,75 @@ def test_an_unwritable_index_folder_is_a_one_line_error_and_nothing_changes(writ
         ingest([extra], tmp_path / "ro" / "index", config, embedder=embedder)
     monkeypatch.undo()
     assert set(Index.load(writable_index, config).documents) == before
+
+
+# ---------------------------------------------------------------------- stable ids, approximate store
+@pytest.mark.slow
+def test_a_document_is_removed_from_an_approximate_index_without_a_rebuild(writable_index, embedder, monkeypatch):
+    """An ivf index: removing a document deletes its rows only. Nothing is embedded or trained again, the
+    other chunks keep their ids and vectors, and the index answers from what is left."""
+    import numpy as np
+
+    import rag.vectorstore as vectorstore_module
+    from rag import Assistant
+
+    config = Config(vector_index="ivf", ivf_nprobe=64)
+    folder = writable_index
+    flat = Index.load(folder, config)
+
+    def no_embedding(*_args, **_kwargs):
+        raise AssertionError("nothing may be embedded when a document is removed")
+
+    # Asking for ivf converts the flat store from its exact vectors: no document is embedded again.
+    monkeypatch.setattr(embedder, "encode", no_embedding)
+    report, _ = ingest([SEEDS], folder, config, embedder=embedder)
+    monkeypatch.undo()
+    assert report.chunks_embedded == 0
+    before = Index.load(folder, config)
+    assert np.array_equal(before.store.chunk_ids(), flat.store.chunk_ids())
+    assert before.manifest["vector_store"]["kind"] == "ivf" and before.vectors.kind == "ivf"
+    gone = "sex-trafficking-in-malaysia"
+    gone_ids = set(before.store.chunk_ids_of([gone]).tolist())
+    kept_ids = np.asarray(sorted(set(before.store.chunk_ids().tolist()) - gone_ids))
+    kept_vectors = before.reconstruct(kept_ids)
+
+    def no_training(*_args, **_kwargs):
+        raise AssertionError("the approximate index may not be trained again")
+
+    assistant = Assistant(before, config, embedder)
+    monkeypatch.setattr(embedder, "encode", no_embedding)
+    monkeypatch.setattr(vectorstore_module.VectorStore, "create", no_training)
+    report = assistant.remove([gone])
+    monkeypatch.undo()
+    assert report.removed == [gone]
+
+    after = Index.load(folder, config)
+    assert after.vectors.kind == "ivf" and after.vectors.nlist == before.vectors.nlist
+    assert np.array_equal(after.store.chunk_ids(), kept_ids)
+    assert np.array_equal(after.vectors.all_ids(), kept_ids) and np.array_equal(after.bm25.ids, kept_ids)
+    assert np.allclose(after.reconstruct(kept_ids), kept_vectors)
+    assert gone not in after.documents and len(after.documents) == 3
+    answer = Assistant(after, config, embedder).ask("How many people may be held in scam centres across Myanmar?")
+    assert "120,000" in answer.text
+    assert all(c.doc_id != gone for c in Assistant(after, config, embedder).retrieve("Malaysia trafficking", k=10))
+
+
+@pytest.mark.slow
+def test_a_changed_document_gets_new_ids_and_the_others_keep_theirs(writable_index, tmp_path, embedder):
+    import numpy as np
+
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    ingest([docs], writable_index, embedder=embedder)
+    before = Index.load(writable_index)
+    laos = docs / "sex-trafficking-in-laos.txt"
+    laos.write_text(laos.read_text() + "\n\n==Update==\nA new shelter opened in Vientiane in 2024.\n")
+    ingest([docs], writable_index, embedder=embedder)
+    after = Index.load(writable_index)
+    old_laos = set(before.store.chunk_ids_of(["sex-trafficking-in-laos"]).tolist())
+    new_laos = set(after.store.chunk_ids_of(["sex-trafficking-in-laos"]).tolist())
+    assert not old_laos & new_laos and min(new_laos) > max(before.store.chunk_ids())  # ids are never reused
+    others = sorted(set(before.store.chunk_ids().tolist()) - old_laos)
+    assert sorted(set(after.store.chunk_ids().tolist()) - new_laos) == others
+    assert np.array_equal(after.reconstruct(others), before.reconstruct(others))
+    assert after.manifest["next_chunk_id"] == max(new_laos) + 1

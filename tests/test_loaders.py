@@ -16,7 +16,7 @@ import pytest
 
 from rag import Config, DocumentError, load_documents
 from rag.documents import load_document
-from rag.index import Index, _doc_from_json, _doc_to_json
+from rag.index import Index
 from rag.loaders import DOCX, HTML, PDF, TEXT, detect_format
 from rag.types import Page
 
@@ -333,24 +333,32 @@ def test_html_without_main_uses_the_body_less_its_chrome(tmp_path):
 
 
 # ---------------------------------------------------------------------- the index on disk
-def test_documents_written_before_pages_existed_still_load(seed_index_dir, assistant):
-    lines = (seed_index_dir / "documents.jsonl").read_text(encoding="utf-8").splitlines()
-    assert lines and all("pages" not in json.loads(line) for line in lines)  # text documents: the old layout
+def test_text_documents_have_no_pages_in_the_store(assistant):
     assert all(d.pages == () for d in assistant.documents.values())
-    old = json.loads(lines[0])
-    doc = _doc_from_json(old)
-    assert doc.pages == () and doc.page_at(0) is None
+    doc = next(iter(assistant.documents.values()))
+    assert doc.page_at(0) is None
 
 
-def test_page_spans_round_trip_and_bad_ones_are_refused(tmp_path):
+def test_page_spans_round_trip_through_the_store_and_bad_ones_are_refused(tmp_path):
+    import sqlite3
+
+    from rag.store import ChunkStore, StoreError
+
     doc = _doc(tmp_path, "harbour.pdf", harbour_pdf())
-    data = json.loads(json.dumps(_doc_to_json(doc)))
-    assert data["pages"] == [[p.start, p.end, p.number] for p in doc.pages]
-    again = _doc_from_json(data)
+    store = ChunkStore.create(tmp_path / "s.sqlite3")
+    store.begin()
+    store.put_documents([(doc, 0)])
+    store.commit()
+    store.close()
+    again = ChunkStore(tmp_path / "s.sqlite3").document(doc.doc_id)
     assert again == doc and again.pages == doc.pages and isinstance(again.pages[0], Page)
-    data["pages"][1][1] = len(doc.text) + 5
-    with pytest.raises(ValueError, match="page spans"):
-        _doc_from_json(data)
+    pages = [[p.start, p.end, p.number] for p in doc.pages]
+    pages[1][1] = len(doc.text) + 5
+    with sqlite3.connect(tmp_path / "s.sqlite3") as db:
+        db.execute("UPDATE documents SET pages = ?", (json.dumps(pages),))
+    db.close()
+    with pytest.raises(StoreError, match="page spans"):
+        ChunkStore(tmp_path / "s.sqlite3").document(doc.doc_id)
 
 
 def test_upload_types_are_the_loadable_ones():

@@ -1,0 +1,370 @@
+"""The index's chunk and document store: one SQLite file (stdlib), read by id when needed.
+
+A store file belongs to one version of an index folder, which is written once and then only read
+(a change writes a new version beside it and swaps the folder, see ``rag.index``). So readers open it
+read-only with ``immutable=1``: no journal, no lock files, nothing written beside it, and a version
+that is swapped out stays readable by whoever still holds it open. The writer fills a private copy
+with the journal off (a crash leaves only a temporary folder, which the next writer removes) and the
+file is fsynced before it is swapped in.
+
+Tables (STRICT, so a wrong type is refused on write):
+``documents``  one row per document: metadata, sections, blocks, pages (JSON) and the full text
+``chunks``     one row per chunk under its stable id (= its FAISS id): span, section, kind, tokens,
+               its text (an exact slice of its document) and its analysed BM25 terms
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .types import Block, Chunk, Document, Page, Section
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE documents (
+    doc_id TEXT PRIMARY KEY, position INTEGER NOT NULL, title TEXT NOT NULL, path TEXT NOT NULL,
+    sha256 TEXT NOT NULL, meta TEXT NOT NULL, sections TEXT NOT NULL, blocks TEXT NOT NULL, pages TEXT NOT NULL,
+    length INTEGER NOT NULL, text TEXT NOT NULL) STRICT;
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, section TEXT NOT NULL, start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL, kind TEXT NOT NULL, tokens INTEGER NOT NULL, text TEXT NOT NULL,
+    terms TEXT NOT NULL) STRICT;
+CREATE INDEX chunks_by_doc ON chunks(doc_id);
+"""
+
+#: Documents kept decoded per store (a question's passages come from a few documents).
+DOCUMENT_CACHE = 64
+#: SQLite limits bound parameters per statement; id lists are sent in batches of this many.
+_BATCH = 900
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """What is known of a stored document without reading its text."""
+
+    doc_id: str
+    title: str
+    path: str
+    sha256: str
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    chunks: int = 0
+
+
+class StoreError(ValueError):
+    """The store file is unreadable or inconsistent (the index turns this into IndexCorruptError)."""
+
+
+def _doc_row(doc: Document, position: int) -> tuple:
+    return (doc.doc_id, position, doc.title, doc.path, doc.sha256, json.dumps(doc.meta, ensure_ascii=False),
+            json.dumps([[s.title, s.start, s.end] for s in doc.sections], ensure_ascii=False),
+            json.dumps([[b.start, b.end, b.kind, b.section] for b in doc.blocks], ensure_ascii=False),
+            json.dumps([[p.start, p.end, p.number] for p in doc.pages]), len(doc.text), doc.text)
+
+
+def _document(row: Sequence[Any]) -> Document:
+    doc_id, title, path, sha256, meta, sections, blocks, pages, text = row
+    try:
+        parsed_pages = tuple(Page(*p) for p in json.loads(pages))
+        if any(not all(isinstance(v, int) and not isinstance(v, bool) for v in (p.start, p.end, p.number))
+               or not 0 <= p.start <= p.end <= len(text) for p in parsed_pages):
+            raise StoreError(f"document {doc_id!r} has page spans outside its text")
+        return Document(doc_id=doc_id, title=title, path=path, text=text, sha256=sha256,
+                        sections=tuple(Section(*s) for s in json.loads(sections)),
+                        blocks=tuple(Block(*b) for b in json.loads(blocks)),
+                        meta=dict(json.loads(meta) or {}), pages=parsed_pages)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreError(f"document {doc_id!r} is malformed in the store ({exc})") from exc
+
+
+def _chunk(row: Sequence[Any]) -> Chunk:
+    _id, doc_id, section, start, end, kind, tokens, text = row
+    return Chunk(doc_id, section, start, end, text, kind, tokens)
+
+
+_CHUNK_COLUMNS = 'id, doc_id, section, start, "end", kind, tokens, text'
+
+
+class ChunkStore:
+    """One store file. Read-only unless opened with ``writable=True`` (the writer's private copy)."""
+
+    FILE = "store.sqlite3"
+
+    def __init__(self, path: Path, *, writable: bool = False) -> None:
+        self.path = Path(path)
+        self.writable = writable
+        self._lock = threading.Lock()  # one connection shared by the server's threads, one statement at a time
+        self._docs: OrderedDict[str, Document] = OrderedDict()
+        self._doc_ids: list[str] | None = None
+        self._doc_id_set: frozenset[str] | None = None
+        self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.writable:
+                conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=OFF")  # the private copy is thrown away on any failure
+                conn.execute("PRAGMA synchronous=OFF")  # fsynced as a whole before the swap
+            else:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+                conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # fails now on a non-database
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path} is not a readable store ({exc})") from exc
+        return conn
+
+    # ------------------------------------------------------------------ life cycle
+    @classmethod
+    def create(cls, path: Path) -> "ChunkStore":
+        """A new empty writable store at ``path``."""
+        store = cls(path, writable=True)
+        store._conn.executescript(SCHEMA)
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def reopen(self, path: Path) -> None:
+        """Read the same file, now at ``path`` (after the swap), read-only."""
+        with self._lock:
+            self._conn.close()
+            self.path, self.writable = Path(path), False
+            self._conn = self._connect()
+
+    def copy_to(self, path: Path) -> None:
+        """A consistent copy of this store at ``path`` (SQLite's backup: page by page, no reader blocked)."""
+        target = sqlite3.connect(str(path))
+        try:
+            with self._lock:
+                self._conn.backup(target)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot copy {self.path} to {path} ({exc})") from exc
+        finally:
+            target.close()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+    def _by_ids(self, sql: str, ids: Sequence[Any]) -> list[tuple]:
+        """``sql`` has one ``{marks}`` for an IN list; run it over ``ids`` in batches."""
+        rows: list[tuple] = []
+        for i in range(0, len(ids), _BATCH):
+            part = list(ids[i:i + _BATCH])
+            rows.extend(self._query(sql.format(marks=",".join("?" * len(part))), part))
+        return rows
+
+    # ------------------------------------------------------------------ writing (private copy only)
+    def write(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._lock:
+            try:
+                self._conn.executemany(sql, rows)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+    def begin(self) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN")
+
+    def commit(self) -> None:
+        with self._lock:
+            self._conn.execute("COMMIT")
+        self._docs.clear()
+        self._doc_ids = self._doc_id_set = None
+
+    def put_documents(self, docs: Iterable[tuple[Document, int]]) -> None:
+        self.write("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                   (_doc_row(d, pos) for d, pos in docs))
+
+    def put_chunks(self, rows: Iterable[tuple[int, Chunk, str]]) -> None:
+        self.write("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
+                   ((i, c.doc_id, c.section, c.start, c.end, c.kind, c.tokens, c.text, terms)
+                    for i, c, terms in rows))
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> np.ndarray:
+        """Delete documents and their chunks; returns the chunk ids deleted."""
+        ids = self.chunk_ids_of(doc_ids)
+        for i in range(0, len(doc_ids), _BATCH):
+            part = list(doc_ids[i:i + _BATCH])
+            marks = ",".join("?" * len(part))
+            with self._lock:
+                self._conn.execute(f"DELETE FROM chunks WHERE doc_id IN ({marks})", part)
+                self._conn.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", part)
+        return ids
+
+    def set_positions(self, positions: Mapping[str, int]) -> None:
+        self.write("UPDATE documents SET position=? WHERE doc_id=?", ((p, d) for d, p in positions.items()))
+
+    def set_descriptions(self, docs: Iterable[Document]) -> None:
+        """Update title, path and metadata of documents whose text is unchanged."""
+        self.write("UPDATE documents SET title=?, path=?, meta=? WHERE doc_id=?",
+                   ((d.title, d.path, json.dumps(d.meta, ensure_ascii=False), d.doc_id) for d in docs))
+
+    # ------------------------------------------------------------------ reading
+    def count(self) -> int:
+        return int(self._query("SELECT count(*) FROM chunks")[0][0])
+
+    def doc_ids(self) -> list[str]:
+        """Document ids in their recorded order."""
+        if self._doc_ids is None:
+            self._doc_ids = [r[0] for r in self._query("SELECT doc_id FROM documents ORDER BY position, doc_id")]
+        return self._doc_ids
+
+    def doc_id_set(self) -> frozenset[str]:
+        if self._doc_id_set is None:
+            self._doc_id_set = frozenset(self.doc_ids())
+        return self._doc_id_set
+
+    def descriptions(self) -> dict[str, DocumentInfo]:
+        """Per document id, in order: title, path, sha256, meta and chunk count, without the text."""
+        counts = dict(self._query("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id"))
+        out: dict[str, DocumentInfo] = {}
+        for doc_id, title, path, sha256, meta in self._query(
+                "SELECT doc_id, title, path, sha256, meta FROM documents ORDER BY position, doc_id"):
+            try:
+                parsed = dict(json.loads(meta) or {})
+            except (ValueError, TypeError) as exc:
+                raise StoreError(f"document {doc_id!r} has malformed metadata ({exc})") from exc
+            out[doc_id] = DocumentInfo(doc_id, title, path, sha256, parsed, int(counts.get(doc_id, 0)))
+        return out
+
+    def document(self, doc_id: str) -> Document | None:
+        doc = self._docs.get(doc_id)
+        if doc is not None:
+            self._docs.move_to_end(doc_id)
+            return doc
+        rows = self._query("SELECT doc_id, title, path, sha256, meta, sections, blocks, pages, text "
+                           "FROM documents WHERE doc_id=?", (doc_id,))
+        if not rows:
+            return None
+        doc = _document(rows[0])
+        self._docs[doc_id] = doc
+        while len(self._docs) > DOCUMENT_CACHE:
+            self._docs.popitem(last=False)
+        return doc
+
+    def titles(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        return dict(self._by_ids("SELECT doc_id, title FROM documents WHERE doc_id IN ({marks})", list(set(doc_ids))))
+
+    def chunk(self, chunk_id: int) -> Chunk | None:
+        rows = self._query(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id=?", (int(chunk_id),))
+        return _chunk(rows[0]) if rows else None
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
+        rows = self._by_ids(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({{marks}})", [int(i) for i in ids])
+        return {int(r[0]): _chunk(r) for r in rows}
+
+    def iter_chunks(self) -> Iterator[tuple[int, Chunk]]:
+        """Every chunk in id order (streamed in pages: a large store is never read whole)."""
+        last = -1
+        while True:
+            rows = self._query(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id > ? ORDER BY id LIMIT 2000", (last,))
+            if not rows:
+                return
+            for r in rows:
+                yield int(r[0]), _chunk(r)
+            last = int(rows[-1][0])
+
+    def iter_terms(self) -> Iterator[tuple[int, str]]:
+        """(id, analysed terms) of every chunk in id order, for rebuilding BM25."""
+        last = -1
+        while True:
+            rows = self._query("SELECT id, terms FROM chunks WHERE id > ? ORDER BY id LIMIT 20000", (last,))
+            if not rows:
+                return
+            yield from rows
+            last = int(rows[-1][0])
+
+    def chunk_ids(self) -> np.ndarray:
+        return np.asarray([r[0] for r in self._query("SELECT id FROM chunks ORDER BY id")], dtype=np.int64)
+
+    def chunk_ids_of(self, doc_ids: Sequence[str]) -> np.ndarray:
+        rows = self._by_ids("SELECT id FROM chunks WHERE doc_id IN ({marks})", list(doc_ids))
+        return np.sort(np.asarray([r[0] for r in rows], dtype=np.int64))
+
+    def ids_of_kind(self, kind: str) -> np.ndarray:
+        rows = self._query("SELECT id FROM chunks WHERE kind=? ORDER BY id", (kind,))
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+    def max_id(self) -> int:
+        value = self._query("SELECT max(id) FROM chunks")[0][0]
+        return -1 if value is None else int(value)
+
+    def check(self) -> None:
+        """Structural checks a hash cannot make (run on a file that changed since it was written)."""
+        tables = {r[0] for r in self._query("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"documents", "chunks"} <= tables:
+            raise StoreError(f"{self.path} lacks the documents or chunks table")
+        orphan = self._query("SELECT c.id FROM chunks c LEFT JOIN documents d USING (doc_id) "
+                             "WHERE d.doc_id IS NULL LIMIT 1")
+        if orphan:
+            raise StoreError(f"chunk {orphan[0][0]} belongs to no document")
+        bad = self._query('SELECT c.id, c.start, c."end", d.length FROM chunks c JOIN documents d USING (doc_id) '
+                          'WHERE c.start < 0 OR c."end" <= c.start OR c."end" > d.length LIMIT 1')
+        if bad:
+            i, start, end, length = bad[0]
+            raise StoreError(f"chunk {i} spans {start}-{end}, outside its document ({length} characters)")
+        wrong = self._query("SELECT doc_id FROM documents WHERE length != length(text) LIMIT 1")
+        if wrong:
+            raise StoreError(f"document {wrong[0][0]!r} does not have its recorded length")
+
+
+class DocumentMap(Mapping[str, Document]):
+    """The documents of a store as a read-only mapping, each read when first asked for."""
+
+    def __init__(self, store: ChunkStore) -> None:
+        self._store = store
+
+    def __getitem__(self, doc_id: str) -> Document:
+        doc = self._store.document(doc_id) if isinstance(doc_id, str) else None
+        if doc is None:
+            raise KeyError(doc_id)
+        return doc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store.doc_ids())
+
+    def __len__(self) -> int:
+        return len(self._store.doc_ids())
+
+    def __contains__(self, doc_id: object) -> bool:
+        return isinstance(doc_id, str) and doc_id in self._store.doc_id_set()
+
+
+class ChunkView(Sequence[Chunk]):
+    """The chunks of a store: ``len``, iteration in id order, ``view[chunk_id]``."""
+
+    def __init__(self, store: ChunkStore) -> None:
+        self._store = store
+        self._len: int | None = None
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = self._store.count()
+        return self._len
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return (c for _i, c in self._store.iter_chunks())
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return list(self)[key]
+        chunk = self._store.chunk(int(key))
+        if chunk is None:
+            raise IndexError(f"no chunk with id {key}")
+        return chunk
