@@ -15,7 +15,8 @@ from typing import Any, Collection, Mapping, Sequence
 
 from .answer import Answerer
 from .config import Config, default_index_dir, default_seeds_dir, project_home
-from .documents import display_path, expand_paths, load_documents, resolve_stored_path, suffixed_id
+from .documents import (display_path, expand_paths, load_documents, resolve_stored_path, source_stamp,
+                        suffixed_id)
 from .embedding import Embedder
 from .generator import Generator, make_generator
 from .errors import (EmptyCorpusError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, InputError,
@@ -385,8 +386,37 @@ def _describes_differently(previous: Index, index: Index) -> bool:
     if any(previous.manifest.get(k) != index.manifest.get(k) for k in keys):
         return True
     before = previous.descriptions()
-    return any((d.path, d.title, d.meta) != (before[i].path, before[i].title, before[i].meta)
+    # A source's stamp counts too: kept stale, its file would be read again at every ingest.
+    return any((d.path, d.title, d.meta, d.source_stamp) != (before[i].path, before[i].title, before[i].meta,
+                                                             before[i].source_stamp)
                for i, d in index.descriptions().items() if i in before)
+
+
+def _load_changed(paths: Sequence[Path], known: Mapping[str, DocumentInfo], home: Path, rebuild: bool
+                  ) -> tuple[list[Document], list[tuple[str, str]], dict[Path, str]]:
+    """Load the files under ``paths`` that may have changed since they were indexed.
+
+    A file whose size and mtime (and its folder's catalogue's) are those recorded when it was read is not
+    read again: re-ingesting a corpus of thousands of files reads only the changed ones. Returns the
+    documents read, the files skipped, and the stamp of every file read (taken before reading it).
+    """
+    files, listed_skips, _folders = expand_paths(paths)
+    recorded = {} if rebuild else {resolve_stored_path(d.path, home).resolve(): d.source_stamp
+                                   for d in known.values() if d.source_stamp}
+    stamps: dict[Path, str] = {}
+    to_read: list[Path] = []
+    for f in files:
+        stamp = source_stamp(f)
+        resolved = f.resolve()
+        if stamp and recorded.get(resolved) == stamp:
+            continue
+        stamps[resolved] = stamp
+        to_read.append(f)
+    if len(to_read) == len(files):  # nothing to skip: load as given (its errors name the folders given)
+        docs, skipped = load_documents(paths)
+        return docs, skipped, stamps
+    docs, skipped = load_documents(to_read, allow_empty=True) if to_read else ([], [])
+    return docs, listed_skips + [s for s in skipped if s not in listed_skips], stamps
 
 
 def _kinds_for(config: Config, previous: Index) -> tuple[str, ...]:
@@ -394,6 +424,17 @@ def _kinds_for(config: Config, previous: Index) -> tuple[str, ...]:
     if config.vector_index != "auto":
         return (config.vector_index,)
     return ("ivf",) if len(previous.chunks) >= config.ivf_threshold else ("flat", "ivf")
+
+
+def _stamps_by_id(new: Mapping[str, Document | str], stamps: Mapping[Path, str], home: Path) -> dict[str, str]:
+    """Per document read now: the stamp of its file."""
+    out = {}
+    for doc_id, doc in new.items():
+        if not isinstance(doc, str):
+            stamp = stamps.get(resolve_stored_path(doc.path, home).resolve())
+            if stamp:
+                out[doc_id] = stamp
+    return out
 
 
 def _recorded_sources(folder: Path) -> list[str]:
@@ -440,6 +481,7 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
     if not given_existing:
         raise EmptyCorpusError("no input: " + ", ".join(map(str, given)) + " do not exist")
     prepared: dict[str, Embedded] = {}
+    stamps: dict[Path, str] = {}
     if engine == "ray":
         from .distributed import prepare_with_ray
 
@@ -447,12 +489,13 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
             given_existing, config, known=None if rebuild else {i: d.sha256 for i, d in known.items()},
             address=ray_address)
     else:
-        docs, skipped = load_documents(given_existing)
+        docs, skipped, stamps = _load_changed(given_existing, known, home, rebuild)
     skipped = [(str(p), "no such file or folder") for p in given if not p.exists()] + skipped
     _files, _ignored, folders = expand_paths(given_existing)
     folder_set = [f.resolve() for f in folders]
     skipped_paths = {Path(p).resolve() for p, _ in skipped}
 
+    stamps = stamps if engine != "ray" else {}
     new: dict[str, Document | str] = {}  # a document id alone: keep the previous version as it is
     added, changed, unchanged = [], [], []
     by_file = {resolve_stored_path(d.path, home).resolve(): i for i, d in known.items()}
@@ -486,6 +529,7 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
     order = [d for d in known if d in new] + [d for d in new if d not in known]
     new_sources = sorted(set(sources) | {display_path(p, home) for p in given_existing})
     started = time.perf_counter()
+    new_stamps = _stamps_by_id(new, stamps, home)
     if previous is not None and not rebuild and not (added or changed or removed) and list(known) == order \
             and previous.manifest.get("settings") == config.index_settings() \
             and previous.manifest.get("sources") == new_sources \
@@ -493,7 +537,8 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
             and previous.manifest.get("bm25", {}).get("b") == config.bm25_b \
             and previous.manifest.get("vector_store", {}).get("kind") in _kinds_for(config, previous) \
             and all(isinstance(d, str) or (d.title, d.path, d.meta) == (known[i].title, known[i].path, known[i].meta)
-                    for i, d in new.items()):
+                    for i, d in new.items()) \
+            and all(known[i].source_stamp == stamp for i, stamp in new_stamps.items()):
         # Nothing to change: no new version is built (at scale, building one costs a copy and a BM25 index).
         report = IngestReport([], [], sorted(unchanged), [], skipped, len(previous.chunks), 0, str(folder))
         return report, previous
@@ -501,7 +546,8 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
         new = {d: previous.documents[v] if isinstance(v, str) else v for d, v in new.items()}
     index, embedded = Index.build([new[d] for d in order], config, embedder,
                                   previous=None if rebuild else previous, progress=progress, sources=new_sources,
-                                  prepared=prepared, target=folder)
+                                  prepared=prepared, target=folder,
+                                  source_stamps=new_stamps)
     if not rebuild and previous is not None and embedded and not (added or changed) \
             and previous.manifest.get("settings") != index.manifest.get("settings"):
         # Settings changed since the last build: everything was re-embedded.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import textwrap
@@ -98,8 +99,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     config = _config(args)
     folder = _index_dir(args, config)
     started = time.perf_counter()
+    # Only a non-default engine is passed on: ingest takes engine= and ray_address= since index format 2.
+    engine = {"engine": args.engine, "ray_address": args.ray_address} if args.engine != "local" else {}
     report, _index = ingest(args.paths or None, folder, config, rebuild=args.rebuild, progress=not args.quiet,
-                            upgrade=args.upgrade)
+                            upgrade=args.upgrade, **engine)
     if args.json:
         data = report.to_dict()
         data["seconds"] = round(time.perf_counter() - started, 2)
@@ -181,7 +184,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     reader = info.get("reader", {})
     print(f"reader:  {reader.get('name')} ({reader.get('precision')}, sha256 {reader.get('sha256')}) "
           f"\u2190 {reader.get('folder')}")
-    print(f"chunks:  {info['chunks']}")
+    store = info.get("vector_store") or {}
+    print(f"chunks:  {info['chunks']} (vectors: {store.get('factory', '?')}, {store.get('kind', '?')})")
     for d in info["documents"]:
         print(_inert(f"  {d['doc_id']}: {d['title']} ({d['chunks']} chunks) \u2190 {d['path']}"))
     return 0
@@ -194,11 +198,49 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    """``rag bench --scale N``: an index of N generated passages, built, loaded and queried (rag.scale)."""
+    from .scale import format_table, run_scale_bench
+
+    config = _config(args)
+    if args.vector_index:
+        config = config.replace(vector_index=args.vector_index)
+    result = run_scale_bench(args.scale, config, out=Path(args.out) if args.out else None,
+                             queries=args.queries, keep=args.keep)
+    if args.json:
+        print(_json(result))
+    else:
+        print(format_table(result))
+        if result.get("index"):
+            print(f"index kept at {result['index']}")
+    return 0
+
+
+def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    """``rag bench --ingest-docs N``: ingest time against raw SentenceTransformer.encode, and the re-ingest of
+    one changed document (rag.ingestbench)."""
+    from .errors import InputError
+    from .ingestbench import format_report, run_ingest_bench
+
+    if args.scale is not None:
+        raise InputError("choose one of --scale and --ingest-docs")
+    if args.reuse and not args.workdir:
+        raise InputError("--reuse keeps the index of a --workdir; give --workdir DIR")
+    result = run_ingest_bench(args.ingest_docs, _config(args), workdir=Path(args.workdir) if args.workdir else None,
+                              profile=args.profile, reuse=args.reuse, repeats=args.repeats or 1)
+    print(_json(result) if args.json else format_report(result))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "ingest_docs", None) is not None:
+        return cmd_bench_ingest(args)
+    if getattr(args, "scale", None) is not None:
+        return cmd_bench_scale(args)
     from .bench import run_bench
 
     result = run_bench(_index_dir(args, _config(args)) if args.index else None, _config(args),
-                       repeats=args.repeats)
+                       repeats=args.repeats or 2)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -295,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upgrade", action="store_true", help="rebuild only if the index was built with another "
                                                           "model or format, or is unreadable")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: read, chunk and embed on a Ray cluster (the ray extra); the index is written here")
+    p.add_argument("--ray-address", metavar="HOST:PORT", default=os.environ.get("RAY_ADDRESS") or None,
+                   help="the Ray cluster to use (default: RAY_ADDRESS, else a local cluster started for the run)")
     p.set_defaults(func=cmd_ingest)
 
     for name, func, help_ in (("ask", cmd_ask, "answer a question with numbered sources"),
@@ -325,7 +371,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_remove)
 
     p = add_parser("bench", help="measure embedding speed (float32 vs bfloat16) and question latency")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, help="timed repetitions (default 2; with --ingest-docs: fresh "
+                   "ingest / raw encode pairs, default 1)")
+    p.add_argument("--scale", type=int, metavar="N", help="instead: build an index of N generated passages "
+                   "(SQuAD text with variation) and measure build, disk, memory, load, query times and recall@10")
+    p.add_argument("--out", metavar="DIR", help="with --scale: save the index here (kept)")
+    p.add_argument("--keep", action="store_true", help="with --scale: keep the temporary index")
+    p.add_argument("--queries", type=int, default=200, help="with --scale: questions timed (default 200)")
+    p.add_argument("--vector-index", choices=("auto", "flat", "ivf"), help="with --scale: force the vector store")
+    p.add_argument("--ingest-docs", type=int, metavar="N", help="instead: ingest N real documents (SciFact, "
+                   "SQuAD) and compare with raw SentenceTransformer.encode of the same chunks; then re-ingest "
+                   "after changing one document")
+    p.add_argument("--profile", action="store_true", help="with --ingest-docs: also profile the ingests by stage")
+    p.add_argument("--workdir", metavar="DIR", help="with --ingest-docs: keep the corpus and index here "
+                   "(default: a temporary folder)")
+    p.add_argument("--reuse", action="store_true", help="with --ingest-docs and --workdir: keep the index "
+                   "already built there (or rebuild it from the vectors saved there) and time only the re-ingest")
+    p.add_argument("--json", action="store_true", help="with --scale or --ingest-docs: print JSON")
     p.set_defaults(func=cmd_bench)
 
     p = add_parser("loadtest", help="concurrent clients asking a server on loopback (started here unless --url)")

@@ -513,6 +513,21 @@ def resolve_stored_path(stored: str, home: Path | None = None) -> Path:
     return p if p.is_absolute() else (home or project_home()) / p
 
 
+def source_stamp(path: Path) -> str:
+    """What says a source file is unchanged without reading it: its size and mtime, and those of the
+    ``catalogue.json`` beside it (which may give it its title). "" when it cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    try:
+        cat = (path.parent / CATALOGUE_NAME).stat()
+        extra = f":{cat.st_size}:{cat.st_mtime_ns}"
+    except OSError:
+        extra = ""
+    return f"{st.st_size}:{st.st_mtime_ns}{extra}"
+
+
 def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]], list[Path]]:
     """Expand folders to their supported files.
 
@@ -545,13 +560,13 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[st
     return list(unique.values()), skipped, folders
 
 
-def load_documents(paths: Sequence[str | Path], home: Path | None = None
+def load_documents(paths: Sequence[str | Path], home: Path | None = None, *, allow_empty: bool = False
                    ) -> tuple[list[Document], list[tuple[str, str]]]:
     """Load every supported file under ``paths``.
 
     Unreadable files are reported in the returned ``skipped`` list as
     (path, reason) and the rest are loaded. Raises ``EmptyCorpusError`` when
-    nothing was given or nothing could be read.
+    nothing was given or (unless ``allow_empty``) nothing could be read.
     """
     if not paths:
         raise EmptyCorpusError(f"no input: give at least one file or folder of documents ({_SUFFIX_LIST})")
@@ -585,7 +600,7 @@ def load_documents(paths: Sequence[str | Path], home: Path | None = None
             continue
         used_ids[doc_id] = stored
         docs.append(doc)
-    if not docs:
+    if not docs and not allow_empty:
         detail = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped) or f"no {_SUFFIX_LIST} files found"
         raise EmptyCorpusError(f"no readable documents in {', '.join(map(str, paths))} ({detail})")
     return docs, skipped

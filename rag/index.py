@@ -158,7 +158,7 @@ class Index:
     def footnote_ids(self) -> np.ndarray:
         """Ids of footnote chunks, ascending (fusion weighs them down)."""
         if self._footnotes is None:
-            self._footnotes = self.store.ids_of_kind("footnote")
+            self._footnotes = self.store.footnote_ids()
         return self._footnotes
 
     def reconstruct(self, ids: Sequence[int]) -> np.ndarray:
@@ -169,8 +169,8 @@ class Index:
     @classmethod
     def build(cls, documents: Sequence[Document | str], config: Config, embedder: Embedder, *,
               previous: "Index | None" = None, progress: bool = False, sources: Sequence[str] = (),
-              prepared: Mapping[str, Embedded] | None = None, target: Path | None = None
-              ) -> tuple["Index", int]:
+              prepared: Mapping[str, Embedded] | None = None, target: Path | None = None,
+              source_stamps: Mapping[str, str] | None = None) -> tuple["Index", int]:
         """The next version: ``documents`` in this order (a document id given as a string keeps that document
         of ``previous`` as it is).
 
@@ -178,11 +178,14 @@ class Index:
         and embedded, and only their rows are added to or removed from the vector store; otherwise everything
         is. ``prepared`` (keyed by document sha256) supplies chunks and vectors computed elsewhere. ``target``
         is where the version will be saved (its temporary folder is made beside it). Returns the index (not
-        yet saved) and the number of chunks embedded now.
+        yet saved) and the number of chunks embedded now. ``source_stamps`` records, per document id, the
+        stamp of the file it was read from now (``rag.documents.source_stamp``), so the next ingest can skip
+        reading it while it is unchanged.
         """
         staging = _staging_dir(target)
         try:
-            return cls._build(documents, config, embedder, previous, progress, sources, prepared or {}, staging)
+            return cls._build(documents, config, embedder, previous, progress, sources, prepared or {}, staging,
+                              source_stamps or {})
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -190,7 +193,7 @@ class Index:
     @classmethod
     def _build(cls, documents: Sequence[Document | str], config: Config, embedder: Embedder,
                previous: "Index | None", progress: bool, sources: Sequence[str], prepared: Mapping[str, Embedded],
-               staging: Path) -> tuple["Index", int]:
+               staging: Path, stamps: Mapping[str, str]) -> tuple["Index", int]:
         chunker = Chunker.from_config(config)
         reusable = previous is not None and previous.manifest.get("settings") == config.index_settings() \
             and previous.manifest.get("model", {}).get("name") == embedder.model_name
@@ -200,7 +203,11 @@ class Index:
             previous.store.copy_to(store_path)  # copy-on-write: the version on disk is never touched
             store = ChunkStore(store_path, writable=True)
             vectors: VectorStore | None = previous.vectors.clone()
-            next_id = int(previous.manifest.get("next_chunk_id", previous.store.max_id() + 1))
+            # Ids are never reused (a stale id must not name another passage): past the recorded next id and
+            # past every id in the store, whatever the manifest says.
+            recorded = previous.manifest.get("next_chunk_id")
+            recorded = recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else 0
+            next_id = max(recorded, previous.store.max_id() + 1)
             old = previous.descriptions()
         else:
             store = ChunkStore.create(store_path)
@@ -208,21 +215,24 @@ class Index:
 
         # What stays, what goes, what is new.
         order: list[str] = []
+        seen: set[str] = set()
         kept: list[str] = []
         described: list[Document] = []  # kept documents whose title, path or metadata changed
         added: list[Document] = []
         for item in documents:
             if isinstance(item, str):
-                if item in old:
+                if item in old and item not in seen:
                     kept.append(item)
                     order.append(item)
+                    seen.add(item)
                     continue
                 if previous is None or item not in previous.documents:
                     raise InputError(f"document {item!r} is not in the previous index; give the document itself")
                 item = previous.documents[item]  # settings changed: its text is chunked again
-            if item.doc_id in order:
+            if item.doc_id in seen:
                 raise InputError(f"document id {item.doc_id!r} is given twice")
             order.append(item.doc_id)
+            seen.add(item.doc_id)
             info = old.get(item.doc_id)
             if info is not None and info.sha256 == item.sha256:
                 kept.append(item.doc_id)
@@ -230,7 +240,8 @@ class Index:
                     described.append(item)
             else:
                 added.append(item)
-        dropped = [d for d in old if d not in set(kept)]
+        changed = {a.doc_id for a in added}
+        dropped = [d for d in old if d not in seen or d in changed]
 
         # Chunks of the new documents, their terms and their vectors.
         rows: list[tuple[int, Chunk, str]] = []
@@ -259,9 +270,11 @@ class Index:
         store.begin()
         removed_ids = store.delete_documents(dropped)
         positions = {d: i for i, d in enumerate(order)}
-        store.put_documents((d, positions[d.doc_id]) for d in added)
+        store.put_documents(((d, positions[d.doc_id]) for d in added), stamps)
         store.set_positions({d: positions[d] for d in kept})
         store.set_descriptions(described)
+        restamped = {d: stamps[d] for d in kept if d in stamps and stamps[d] != old[d].source_stamp}
+        store.set_source_stamps(restamped)
         store.put_chunks(rows)
         store.commit()
 

@@ -34,12 +34,14 @@ SCHEMA = """
 CREATE TABLE documents (
     doc_id TEXT PRIMARY KEY, position INTEGER NOT NULL, title TEXT NOT NULL, path TEXT NOT NULL,
     sha256 TEXT NOT NULL, meta TEXT NOT NULL, sections TEXT NOT NULL, blocks TEXT NOT NULL, pages TEXT NOT NULL,
-    length INTEGER NOT NULL, text TEXT NOT NULL) STRICT;
+    length INTEGER NOT NULL, text TEXT NOT NULL, source_stamp TEXT NOT NULL DEFAULT '') STRICT;
 CREATE TABLE chunks (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, section TEXT NOT NULL, start INTEGER NOT NULL,
     "end" INTEGER NOT NULL, kind TEXT NOT NULL, tokens INTEGER NOT NULL, text TEXT NOT NULL,
     terms TEXT NOT NULL) STRICT;
 CREATE INDEX chunks_by_doc ON chunks(doc_id);
+-- Fusion weighs footnotes down: their ids are found without scanning every chunk.
+CREATE INDEX chunks_footnotes ON chunks(id) WHERE kind = 'footnote';
 """
 
 #: Documents kept decoded per store (a question's passages come from a few documents).
@@ -58,17 +60,19 @@ class DocumentInfo:
     sha256: str
     meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     chunks: int = 0
+    #: ``rag.documents.source_stamp`` of its file when it was last read ("" unknown).
+    source_stamp: str = ""
 
 
 class StoreError(ValueError):
     """The store file is unreadable or inconsistent (the index turns this into IndexCorruptError)."""
 
 
-def _doc_row(doc: Document, position: int) -> tuple:
+def _doc_row(doc: Document, position: int, stamp: str = "") -> tuple:
     return (doc.doc_id, position, doc.title, doc.path, doc.sha256, json.dumps(doc.meta, ensure_ascii=False),
             json.dumps([[s.title, s.start, s.end] for s in doc.sections], ensure_ascii=False),
             json.dumps([[b.start, b.end, b.kind, b.section] for b in doc.blocks], ensure_ascii=False),
-            json.dumps([[p.start, p.end, p.number] for p in doc.pages]), len(doc.text), doc.text)
+            json.dumps([[p.start, p.end, p.number] for p in doc.pages]), len(doc.text), doc.text, stamp)
 
 
 def _document(row: Sequence[Any]) -> Document:
@@ -187,9 +191,13 @@ class ChunkStore:
         self._docs.clear()
         self._doc_ids = self._doc_id_set = None
 
-    def put_documents(self, docs: Iterable[tuple[Document, int]]) -> None:
-        self.write("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                   (_doc_row(d, pos) for d, pos in docs))
+    def put_documents(self, docs: Iterable[tuple[Document, int]], stamps: Mapping[str, str] | None = None) -> None:
+        stamps = stamps or {}
+        self.write("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (_doc_row(d, pos, stamps.get(d.doc_id, "")) for d, pos in docs))
+
+    def set_source_stamps(self, stamps: Mapping[str, str]) -> None:
+        self.write("UPDATE documents SET source_stamp=? WHERE doc_id=?", ((s, d) for d, s in stamps.items()))
 
     def put_chunks(self, rows: Iterable[tuple[int, Chunk, str]]) -> None:
         self.write("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
@@ -234,13 +242,13 @@ class ChunkStore:
         """Per document id, in order: title, path, sha256, meta and chunk count, without the text."""
         counts = dict(self._query("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id"))
         out: dict[str, DocumentInfo] = {}
-        for doc_id, title, path, sha256, meta in self._query(
-                "SELECT doc_id, title, path, sha256, meta FROM documents ORDER BY position, doc_id"):
+        for doc_id, title, path, sha256, meta, stamp in self._query(
+                "SELECT doc_id, title, path, sha256, meta, source_stamp FROM documents ORDER BY position, doc_id"):
             try:
                 parsed = dict(json.loads(meta) or {})
             except (ValueError, TypeError) as exc:
                 raise StoreError(f"document {doc_id!r} has malformed metadata ({exc})") from exc
-            out[doc_id] = DocumentInfo(doc_id, title, path, sha256, parsed, int(counts.get(doc_id, 0)))
+            out[doc_id] = DocumentInfo(doc_id, title, path, sha256, parsed, int(counts.get(doc_id, 0)), stamp)
         return out
 
     def document(self, doc_id: str) -> Document | None:
@@ -297,8 +305,9 @@ class ChunkStore:
         rows = self._by_ids("SELECT id FROM chunks WHERE doc_id IN ({marks})", list(doc_ids))
         return np.sort(np.asarray([r[0] for r in rows], dtype=np.int64))
 
-    def ids_of_kind(self, kind: str) -> np.ndarray:
-        rows = self._query("SELECT id FROM chunks WHERE kind=? ORDER BY id", (kind,))
+    def footnote_ids(self) -> np.ndarray:
+        """Ids of footnote chunks, ascending (the literal 'footnote' lets SQLite use its partial index)."""
+        rows = self._query("SELECT id FROM chunks WHERE kind = 'footnote' ORDER BY id")
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
     def max_id(self) -> int:

@@ -441,3 +441,37 @@ def test_a_changed_document_gets_new_ids_and_the_others_keep_theirs(writable_ind
     assert sorted(set(after.store.chunk_ids().tolist()) - new_laos) == others
     assert np.array_equal(after.reconstruct(others), before.reconstruct(others))
     assert after.manifest["next_chunk_id"] == max(new_laos) + 1
+
+
+def test_reingest_reads_only_files_whose_size_or_mtime_changed(writable_index, tmp_path, embedder, monkeypatch):
+    import os
+
+    import rag.assistant as assistant_module
+
+    docs = tmp_path / "docs"
+    shutil.copytree(SEEDS, docs)
+    ingest([docs], writable_index, embedder=embedder)
+    read: list[str] = []
+    real = assistant_module.load_documents
+
+    def spy(paths, *args, **kwargs):
+        read.extend(p.name for p in map(Path, paths))
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(assistant_module, "load_documents", spy)
+    report, _ = ingest([docs], writable_index, embedder=embedder)
+    assert read == [] and not report.modified  # nothing changed: no file is read
+    laos = docs / "sex-trafficking-in-laos.txt"
+    laos.write_text(laos.read_text() + "\n\n==Update==\nA new shelter opened in Vientiane in 2024.\n")
+    report, _ = ingest([docs], writable_index, embedder=embedder)
+    assert read == ["sex-trafficking-in-laos.txt"] and report.changed == ["sex-trafficking-in-laos"]
+    read.clear()
+    os.utime(docs / "sex-trafficking-in-malaysia.txt")  # touched, same bytes: read, found unchanged, stamp kept
+    report, _ = ingest([docs], writable_index, embedder=embedder)
+    assert read == ["sex-trafficking-in-malaysia.txt"] and not report.changed and report.chunks_embedded == 0
+    read.clear()
+    report, _ = ingest([docs], writable_index, embedder=embedder)
+    assert read == []
+    # --rebuild reads everything again (the folder as given).
+    ingest([docs], writable_index, embedder=embedder, rebuild=True)
+    assert read == ["docs"]

@@ -35,7 +35,7 @@ def test_documents_and_chunks_are_read_by_id(tmp_path):
     with pytest.raises(KeyError):
         docs["c"]
     assert ro.chunks([11, 20])[11].kind == "footnote"
-    assert ro.ids_of_kind("footnote").tolist() == [11]
+    assert ro.footnote_ids().tolist() == [11]
     assert ro.chunk_ids_of(["a"]).tolist() == [10, 11]
     view = ChunkView(ro)
     assert len(view) == 3 and [c.doc_id for c in view] == ["a", "a", "b"] and view[20].text == "Beta note."
