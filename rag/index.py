@@ -41,7 +41,7 @@ import tempfile
 import time
 import uuid
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -250,7 +250,10 @@ class Index:
         dim = embedder.dimension
         for doc in added:
             ready = prepared.get(doc.sha256)
-            chunks = list(ready.chunks) if ready is not None else chunker.chunk(doc)
+            # Prepared chunks carry the id their document had where they were made; this document's id rules
+            # (the planner may have given it a suffix).
+            chunks = [c if c.doc_id == doc.doc_id else replace(c, doc_id=doc.doc_id) for c in ready.chunks] \
+                if ready is not None else chunker.chunk(doc)
             texts = [embedded_text(c, doc.title, config.embed_headers) for c in chunks]
             if ready is not None:
                 if ready.vectors.shape != (len(chunks), dim):
@@ -308,7 +311,8 @@ class Index:
         }
         log.info("built index: %d documents kept, %d added or changed, %d dropped; %d chunks embedded",
                  len(kept), len(added), len(dropped), len(to_embed))
-        return cls(store, vectors, bm25, manifest, staging=staging), len(to_embed)
+        # Chunks embedded for this version: here, or where ``prepared`` was made (a Ray cluster).
+        return cls(store, vectors, bm25, manifest, staging=staging), len(rows)
 
     # ------------------------------------------------------------------ saving
     def save(self, folder: Path) -> None:
@@ -383,10 +387,22 @@ class Index:
             raise IndexCorruptError(f"{manifest_path} is unreadable ({exc}); rebuild with: "
                                     f"rag ingest PATHS --rebuild --index {folder}") from exc
         check_manifest(manifest, folder, config)
-        unlisted = sorted({VECTORS, STORE} - set(manifest["files"]))
-        if unlisted or not any(name.startswith(f"{BM25_DIR}/") for name in manifest["files"]):
-            # Every file is trusted only through its recorded hash: one left out could be anything.
-            raise IndexCorruptError(f"{manifest_path} records no hash for {', '.join(unlisted) or BM25_DIR}; {rebuild}")
+        # Only the index's own files: a name such as "../x" or "/etc/x" would be read outside the folder.
+        foreign = sorted(name for name in manifest["files"] if name not in (STORE, VECTORS) and not (
+            len(parts := name.split("/")) == 2 and parts[0] == BM25_DIR and parts[1] not in ("", ".", "..")))
+        if foreign:
+            raise IndexCorruptError(f"{manifest_path} records a hash for {foreign[0]!r}, which is not a file of "
+                                    f"an index; {rebuild}")
+        try:
+            present = {f"{BM25_DIR}/{p.name}" for p in (folder / BM25_DIR).iterdir()}
+        except OSError:
+            present = set()  # no bm25 folder: its listed files are found missing below
+        unlisted = sorted(({VECTORS, STORE, f"{BM25_DIR}/{BM25Index.IDS}", f"{BM25_DIR}/{BM25Index.PARAMS}"}
+                           | present) - set(manifest["files"]))
+        if unlisted:
+            # Every file is trusted only through its recorded hash: one left out could be anything (and a
+            # missing row -> id map would silently be taken as 0..n-1).
+            raise IndexCorruptError(f"{manifest_path} records no hash for {', '.join(unlisted)}; {rebuild}")
         stats = manifest.get("file_stats") if isinstance(manifest.get("file_stats"), dict) else {}
         changed = False
         for name, expected in manifest["files"].items():
