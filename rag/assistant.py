@@ -392,13 +392,13 @@ def _describes_differently(previous: Index, index: Index) -> bool:
                for i, d in index.descriptions().items() if i in before)
 
 
-def _load_changed(paths: Sequence[Path], known: Mapping[str, DocumentInfo], home: Path, rebuild: bool
-                  ) -> tuple[list[Document], list[tuple[str, str]], dict[Path, str]]:
-    """Load the files under ``paths`` that may have changed since they were indexed.
+def _changed_files(paths: Sequence[Path], known: Mapping[str, DocumentInfo], home: Path, rebuild: bool
+                   ) -> tuple[list[Path], list[Path], list[tuple[str, str]], dict[Path, str]]:
+    """The files under ``paths``, those of them that may have changed since they were indexed, the paths
+    skipped while listing, and the stamp of each file to read (taken before it is read).
 
     A file whose size and mtime (and its folder's catalogue's) are those recorded when it was read is not
-    read again: re-ingesting a corpus of thousands of files reads only the changed ones. Returns the
-    documents read, the files skipped, and the stamp of every file read (taken before reading it).
+    read again: re-ingesting a corpus of thousands of files reads only the changed ones.
     """
     files, listed_skips, _folders = expand_paths(paths)
     recorded = {} if rebuild else {resolve_stored_path(d.path, home).resolve(): d.source_stamp
@@ -412,6 +412,13 @@ def _load_changed(paths: Sequence[Path], known: Mapping[str, DocumentInfo], home
             continue
         stamps[resolved] = stamp
         to_read.append(f)
+    return files, to_read, listed_skips, stamps
+
+
+def _load_changed(paths: Sequence[Path], known: Mapping[str, DocumentInfo], home: Path, rebuild: bool
+                  ) -> tuple[list[Document], list[tuple[str, str]], dict[Path, str]]:
+    """Load the files under ``paths`` that may have changed (``_changed_files``)."""
+    files, to_read, listed_skips, stamps = _changed_files(paths, known, home, rebuild)
     if len(to_read) == len(files):  # nothing to skip: load as given (its errors name the folders given)
         docs, skipped = load_documents(paths)
         return docs, skipped, stamps
@@ -485,9 +492,13 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
     if engine == "ray":
         from .distributed import prepare_with_ray
 
-        docs, skipped, prepared = prepare_with_ray(
-            given_existing, config, known=None if rebuild else {i: d.sha256 for i, d in known.items()},
-            address=ray_address)
+        files, to_read, listed_skips, stamps = _changed_files(given_existing, known, home, rebuild)
+        docs, skipped = [], listed_skips
+        if to_read:  # nothing changed: no cluster is started
+            docs, skipped, prepared = prepare_with_ray(
+                given_existing if len(to_read) == len(files) else to_read, config,
+                known=None if rebuild else {i: d.sha256 for i, d in known.items()}, address=ray_address)
+            skipped = listed_skips + [s for s in skipped if s not in listed_skips]
     else:
         docs, skipped, stamps = _load_changed(given_existing, known, home, rebuild)
     skipped = [(str(p), "no such file or folder") for p in given if not p.exists()] + skipped
@@ -495,7 +506,6 @@ def _plan_and_build(previous: Index | None, paths: Sequence[str | Path] | None, 
     folder_set = [f.resolve() for f in folders]
     skipped_paths = {Path(p).resolve() for p, _ in skipped}
 
-    stamps = stamps if engine != "ray" else {}
     new: dict[str, Document | str] = {}  # a document id alone: keep the previous version as it is
     added, changed, unchanged = [], [], []
     by_file = {resolve_stored_path(d.path, home).resolve(): i for i, d in known.items()}
