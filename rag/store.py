@@ -21,11 +21,13 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .errors import IndexCorruptError
 from .types import Block, Chunk, Document, Page, Section
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ CREATE INDEX chunks_footnotes ON chunks(id) WHERE kind = 'footnote';
 DOCUMENT_CACHE = 64
 #: SQLite limits bound parameters per statement; id lists are sent in batches of this many.
 _BATCH = 900
+#: Documents whose texts ``ChunkStore.check`` holds at once (a document may be tens of megabytes).
+_CHECK_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,12 @@ class DocumentInfo:
     source_stamp: str = ""
 
 
-class StoreError(ValueError):
-    """The store file is unreadable or inconsistent (the index turns this into IndexCorruptError)."""
+class StoreError(IndexCorruptError, ValueError):
+    """The store file is unreadable or inconsistent.
+
+    An ``IndexCorruptError``: a store trusted by its recorded size and mtime is not checked at load, so
+    damage may first be met when a row is read during a question; it is then this one clear error (naming
+    the rebuild, for a store read from an index folder), never a traceback."""
 
 
 def _doc_row(doc: Document, position: int, stamp: str = "") -> tuple:
@@ -75,29 +83,75 @@ def _doc_row(doc: Document, position: int, stamp: str = "") -> tuple:
             json.dumps([[p.start, p.end, p.number] for p in doc.pages]), len(doc.text), doc.text, stamp)
 
 
-def _document(row: Sequence[Any]) -> Document:
-    doc_id, title, path, sha256, meta, sections, blocks, pages, text = row
+@lru_cache(maxsize=1)
+def _expected_columns() -> dict[str, list[tuple]]:
+    """``PRAGMA table_info`` of each table as ``SCHEMA`` creates it."""
+    db = sqlite3.connect(":memory:")
     try:
-        parsed_pages = tuple(Page(*p) for p in json.loads(pages))
-        if any(not all(isinstance(v, int) and not isinstance(v, bool) for v in (p.start, p.end, p.number))
-               or not 0 <= p.start <= p.end <= len(text) for p in parsed_pages):
-            raise StoreError(f"document {doc_id!r} has page spans outside its text")
-        return Document(doc_id=doc_id, title=title, path=path, text=text, sha256=sha256,
-                        sections=tuple(Section(*s) for s in json.loads(sections)),
-                        blocks=tuple(Block(*b) for b in json.loads(blocks)),
-                        meta=dict(json.loads(meta) or {}), pages=parsed_pages)
+        db.executescript(SCHEMA)
+        return {t: db.execute(f"PRAGMA table_info({t})").fetchall() for t in ("documents", "chunks")}
+    finally:
+        db.close()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: The JSON columns of a document row holding spans: the type of each field of an entry, the position of
+#: its start (its end follows), and what an entry is called in messages.
+_SPAN_LISTS = {"sections": ((str, int, int), 1, "section"), "blocks": ((int, int, str, str), 0, "block"),
+               "pages": ((int, int, int), 0, "page")}
+
+
+def _structure(doc_id: str, length: int, meta: Any, **spans: Any) -> tuple[dict[str, Any], dict[str, list]]:
+    """The metadata and span lists (``sections``, ``blocks``, ``pages``) of a document row, parsed and checked:
+    well-formed JSON, entries of the right types, spans inside its ``length`` characters. What a document
+    read from the store may be trusted with (``section_at`` compares offsets; the reader slices by them)."""
+    try:
+        parsed_meta = json.loads(meta)
+        parsed = {name: json.loads(value) for name, value in spans.items()}
     except (ValueError, TypeError) as exc:
-        if isinstance(exc, StoreError):
-            raise
-        raise StoreError(f"document {doc_id!r} is malformed in the store ({exc})") from exc
+        raise StoreError(f"document {doc_id!r} is malformed in the store ({exc})") from None
+    if not isinstance(parsed_meta, dict):
+        raise StoreError(f"document {doc_id!r} has metadata that is not a mapping ({type(parsed_meta).__name__})")
+    for name, entries in parsed.items():
+        types, at, what = _SPAN_LISTS[name]
+        if not isinstance(entries, list) or not all(
+                isinstance(e, list) and len(e) == len(types)
+                and all(_is_int(v) if t is int else isinstance(v, t) for v, t in zip(e, types)) for e in entries):
+            raise StoreError(f"document {doc_id!r} has malformed {name} in the store")
+        if any(not 0 <= e[at] <= e[at + 1] <= length for e in entries):
+            raise StoreError(f"document {doc_id!r} has {what} spans outside its text")
+    return parsed_meta, parsed
+
+
+def _document(row: Sequence[Any]) -> Document:
+    doc_id, title, path, sha256, meta, sections, blocks, pages, length, text = row
+    if len(text) != length:
+        raise StoreError(f"document {doc_id!r} does not have its recorded length")
+    parsed_meta, parsed = _structure(doc_id, length, meta, sections=sections, blocks=blocks, pages=pages)
+    return Document(doc_id=doc_id, title=title, path=path, text=text, sha256=sha256,
+                    sections=tuple(Section(*s) for s in parsed["sections"]),
+                    blocks=tuple(Block(*b) for b in parsed["blocks"]), meta=parsed_meta,
+                    pages=tuple(Page(*p) for p in parsed["pages"]))
 
 
 def _chunk(row: Sequence[Any]) -> Chunk:
-    _id, doc_id, section, start, end, kind, tokens, text = row
+    """A chunk row (with its document's length, None when there is no such document), checked: readers
+    slice its document by its span, so a span outside it must never reach them."""
+    chunk_id, doc_id, section, start, end, kind, tokens, text, length = row
+    if length is None:
+        raise StoreError(f"chunk {chunk_id} belongs to no document")
+    if not (_is_int(start) and _is_int(end) and 0 <= start < end <= length and len(text) == end - start):
+        raise StoreError(f"chunk {chunk_id} spans {start}-{end}, outside its document ({length} characters) "
+                         f"or not its text")
     return Chunk(doc_id, section, start, end, text, kind, tokens)
 
 
-_CHUNK_COLUMNS = 'id, doc_id, section, start, "end", kind, tokens, text'
+#: A chunk row joined with its document's length (``_chunk`` checks the span against it).
+_CHUNK_COLUMNS = 'c.id, c.doc_id, c.section, c.start, c."end", c.kind, c.tokens, c.text, d.length'
+_CHUNKS_FROM = "chunks c LEFT JOIN documents d ON d.doc_id = c.doc_id"
 
 
 class ChunkStore:
@@ -125,8 +179,15 @@ class ChunkStore:
                 conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # fails now on a non-database
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path} is not a readable store ({exc})") from exc
+            raise self._corrupt(f"{self.path} is not a readable store ({exc})") from exc
         return conn
+
+    def _corrupt(self, message: str) -> StoreError:
+        """``message`` as this store's error: a store read from an index folder names the command that
+        rebuilds it (the writer's private copy has no such folder yet)."""
+        if self.writable:
+            return StoreError(message)
+        return StoreError(f"{message}; rebuild the index with: rag ingest --rebuild --index {self.path.parent}")
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
@@ -163,7 +224,7 @@ class ChunkStore:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: {exc}") from exc
+                raise self._corrupt(f"{self.path}: {exc}") from exc
 
     def _by_ids(self, sql: str, ids: Sequence[Any]) -> list[tuple]:
         """``sql`` has one ``{marks}`` for an IN list; run it over ``ids`` in batches."""
@@ -245,9 +306,13 @@ class ChunkStore:
         for doc_id, title, path, sha256, meta, stamp in self._query(
                 "SELECT doc_id, title, path, sha256, meta, source_stamp FROM documents ORDER BY position, doc_id"):
             try:
-                parsed = dict(json.loads(meta) or {})
-            except (ValueError, TypeError) as exc:
-                raise StoreError(f"document {doc_id!r} has malformed metadata ({exc})") from exc
+                parsed, _spans = _structure(doc_id, 0, meta)
+            except StoreError as exc:
+                # Not fatal here: this listing is what an ingest plans from, so raising would stop the very
+                # rebuild that repairs the store (its file is read again). Reading the document still fails.
+                log.warning("%s: %s; its metadata is ignored until the index is rebuilt (rag ingest --rebuild "
+                            "--index %s)", self.path, exc, self.path.parent)
+                parsed = {}
             out[doc_id] = DocumentInfo(doc_id, title, path, sha256, parsed, int(counts.get(doc_id, 0)), stamp)
         return out
 
@@ -256,11 +321,14 @@ class ChunkStore:
         if doc is not None:
             self._docs.move_to_end(doc_id)
             return doc
-        rows = self._query("SELECT doc_id, title, path, sha256, meta, sections, blocks, pages, text "
+        rows = self._query("SELECT doc_id, title, path, sha256, meta, sections, blocks, pages, length, text "
                            "FROM documents WHERE doc_id=?", (doc_id,))
         if not rows:
             return None
-        doc = _document(rows[0])
+        try:
+            doc = _document(rows[0])
+        except StoreError as exc:
+            raise self._corrupt(f"{self.path}: {exc}") from None
         self._docs[doc_id] = doc
         while len(self._docs) > DOCUMENT_CACHE:
             self._docs.popitem(last=False)
@@ -269,23 +337,37 @@ class ChunkStore:
     def titles(self, doc_ids: Sequence[str]) -> dict[str, str]:
         return dict(self._by_ids("SELECT doc_id, title FROM documents WHERE doc_id IN ({marks})", list(set(doc_ids))))
 
+    def _chunks_of(self, rows: Sequence[tuple]) -> list[tuple[int, Chunk]]:
+        try:
+            return [(int(r[0]), _chunk(r)) for r in rows]
+        except StoreError as exc:
+            raise self._corrupt(f"{self.path}: {exc}") from None
+
     def chunk(self, chunk_id: int) -> Chunk | None:
-        rows = self._query(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id=?", (int(chunk_id),))
-        return _chunk(rows[0]) if rows else None
+        rows = self._query(f"SELECT {_CHUNK_COLUMNS} FROM {_CHUNKS_FROM} WHERE c.id=?", (int(chunk_id),))
+        return self._chunks_of(rows)[0][1] if rows else None
 
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
-        rows = self._by_ids(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({{marks}})", [int(i) for i in ids])
-        return {int(r[0]): _chunk(r) for r in rows}
+        """The chunks of ``ids``; every id must be stored (they come from the vectors or BM25, which hold the
+        same ids: one missing means the files disagree)."""
+        wanted = [int(i) for i in ids]
+        found = dict(self._chunks_of(self._by_ids(f"SELECT {_CHUNK_COLUMNS} FROM {_CHUNKS_FROM} "
+                                                  f"WHERE c.id IN ({{marks}})", wanted)))
+        missing = sorted(set(wanted) - set(found))
+        if missing:
+            raise self._corrupt(f"{self.path} holds no chunk {', '.join(map(str, missing[:5]))} "
+                                f"(the vectors or BM25 rows have ids the store lacks)")
+        return found
 
     def iter_chunks(self) -> Iterator[tuple[int, Chunk]]:
         """Every chunk in id order (streamed in pages: a large store is never read whole)."""
         last = -1
         while True:
-            rows = self._query(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id > ? ORDER BY id LIMIT 2000", (last,))
+            rows = self._query(f"SELECT {_CHUNK_COLUMNS} FROM {_CHUNKS_FROM} WHERE c.id > ? ORDER BY c.id LIMIT 2000",
+                               (last,))
             if not rows:
                 return
-            for r in rows:
-                yield int(r[0]), _chunk(r)
+            yield from self._chunks_of(rows)
             last = int(rows[-1][0])
 
     def iter_terms(self) -> Iterator[tuple[int, str]]:
@@ -315,22 +397,47 @@ class ChunkStore:
         return -1 if value is None else int(value)
 
     def check(self) -> None:
-        """Structural checks a hash cannot make (run on a file that changed since it was written)."""
-        tables = {r[0] for r in self._query("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"documents", "chunks"} <= tables:
-            raise StoreError(f"{self.path} lacks the documents or chunks table")
+        """Structural checks a hash cannot make, run on a file that changed since it was written (so reading
+        the whole store once is acceptable): the schema (STRICT tables, so every value has its column's
+        type), every chunk's document and span, every document's length, metadata and span lists, and every
+        chunk's text against its document's."""
+        tables = dict(self._query("SELECT name, strict FROM pragma_table_list WHERE schema = 'main'"))
+        for table, columns in _expected_columns().items():
+            if table not in tables:
+                raise self._corrupt(f"{self.path} lacks the {table} table")
+            if not tables[table] or self._query(f"PRAGMA table_info({table})") != columns:
+                raise self._corrupt(f"{self.path}: the {table} table does not have the columns (or the STRICT "
+                                    f"types) this version writes")
         orphan = self._query("SELECT c.id FROM chunks c LEFT JOIN documents d USING (doc_id) "
                              "WHERE d.doc_id IS NULL LIMIT 1")
         if orphan:
-            raise StoreError(f"chunk {orphan[0][0]} belongs to no document")
+            raise self._corrupt(f"{self.path}: chunk {orphan[0][0]} belongs to no document")
         bad = self._query('SELECT c.id, c.start, c."end", d.length FROM chunks c JOIN documents d USING (doc_id) '
                           'WHERE c.start < 0 OR c."end" <= c.start OR c."end" > d.length LIMIT 1')
         if bad:
             i, start, end, length = bad[0]
-            raise StoreError(f"chunk {i} spans {start}-{end}, outside its document ({length} characters)")
+            raise self._corrupt(f"{self.path}: chunk {i} spans {start}-{end}, outside its document "
+                                f"({length} characters)")
         wrong = self._query("SELECT doc_id FROM documents WHERE length != length(text) LIMIT 1")
         if wrong:
-            raise StoreError(f"document {wrong[0][0]!r} does not have its recorded length")
+            raise self._corrupt(f"{self.path}: document {wrong[0][0]!r} does not have its recorded length")
+        doc_ids = [r[0] for r in self._query("SELECT doc_id FROM documents ORDER BY doc_id")]
+        for i in range(0, len(doc_ids), _CHECK_BATCH):  # a few documents' texts in memory at a time
+            part = doc_ids[i:i + _CHECK_BATCH]
+            texts = {}
+            for doc_id, length, meta, sections, blocks, pages, text in self._by_ids(
+                    "SELECT doc_id, length, meta, sections, blocks, pages, text FROM documents "
+                    "WHERE doc_id IN ({marks})", part):
+                try:
+                    _structure(doc_id, length, meta, sections=sections, blocks=blocks, pages=pages)
+                except StoreError as exc:
+                    raise self._corrupt(f"{self.path}: {exc}") from None
+                texts[doc_id] = text
+            for chunk_id, doc_id, start, end, text in self._by_ids(
+                    'SELECT id, doc_id, start, "end", text FROM chunks WHERE doc_id IN ({marks})', part):
+                if texts[doc_id][start:end] != text:
+                    raise self._corrupt(f"{self.path}: chunk {chunk_id} is not the text of its span of "
+                                        f"{doc_id!r}")
 
 
 class DocumentMap(Mapping[str, Document]):

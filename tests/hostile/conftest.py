@@ -242,7 +242,8 @@ def edit_manifest(folder: Path, change: Callable[[dict], Any]) -> None:
 
 def rehash(folder: Path, *names: str) -> None:
     """Record the current hashes of ``names`` in the manifest, so a damaged file passes the hash check and
-    the reader of its content is what is tested."""
+    the reader of its content is what is tested. Their recorded ``file_stats`` are left as they were: the
+    file no longer has them, so a load hashes it, finds the hash matching, and checks its structure."""
     from rag.index import _sha256_file
 
     def change(m: dict) -> None:
@@ -250,3 +251,26 @@ def rehash(folder: Path, *names: str) -> None:
             m["files"][name] = _sha256_file(folder / name)
 
     edit_manifest(folder, change)
+
+
+def restamp(folder: Path, name: str) -> None:
+    """Give ``name`` back the modification time the manifest records for it (its size must be the recorded
+    one already): a load then trusts it without hashing (the documented cost trade-off)."""
+    stats = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["file_stats"][name]
+    size, mtime_ns = stats
+    assert (folder / name).stat().st_size == size, "the edit changed the file's size; restamping cannot hide it"
+    os.utime(folder / name, ns=(mtime_ns, mtime_ns))
+
+
+def sql_edit(path: Path, *statements: str) -> None:
+    """Run ``statements`` on the SQLite file at ``path`` in one transaction (the store, edited behind the
+    index's back). Leaves no journal beside it."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            for statement in statements:
+                db.execute(statement)
+    finally:
+        db.close()

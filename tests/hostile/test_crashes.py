@@ -63,7 +63,7 @@ KILL_POINTS = {
     "after-0.5s": 0.5,
     "after-2s": 2.0,
     "after-5s": 5.0,
-    "during-embedding": "Batches:",
+    "during-embedding": "Embedding:",
     "when-embedding-ends": "100%",
 }
 
@@ -81,7 +81,7 @@ def test_kill_9_during_ingest_keeps_the_previous_index(when, tmp_path, idx, base
             time.sleep(when)
         else:
             assert watcher.wait_for(when, timeout=150), f"never printed {when!r}: {watcher.text[-500:]}"
-            if when == "Batches:":
+            if when == "Embedding:":
                 time.sleep(0.5)
         killed = proc.poll() is None
         if killed:
