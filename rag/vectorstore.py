@@ -44,6 +44,10 @@ def default_nlist(n_vectors: int) -> int:
     return max(16, 2 ** round(math.log2(4 * math.sqrt(max(n_vectors, 1)))))
 
 
+#: From this many queries in one call faiss searches with all its threads (fewer: one thread, see search).
+_PARALLEL_QUERIES = 16
+
+
 class VectorStore:
     """Normalised vectors under int64 ids; ``search`` returns inner products, best first."""
 
@@ -133,8 +137,17 @@ class VectorStore:
             params = faiss.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist), sel=sel)
         else:
             params = None if sel is None else faiss.SearchParameters(sel=sel)
-        scores, found = self.index.search(queries, k, params=params)
-        return scores, found
+        if len(queries) >= _PARALLEL_QUERIES:
+            return self.index.search(queries, k, params=params)
+        # A few queries: one OpenMP thread. With two, one flat query over 150k vectors took 23 ms instead of
+        # 10 (threads spin and split a small job); IVF is no faster either (eval/experiments/ann_choice.py).
+        # omp_set_num_threads applies to the calling thread only, so concurrent searches do not interfere.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return self.index.search(queries, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of ``ids`` (approximate for ``ivf``: 8-bit scalars)."""
