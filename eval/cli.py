@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rag import Assistant, Config, ConfigError, InputError, load_documents, project_home
+from rag.config import parse_overrides
 
 log = logging.getLogger(__name__)
 
@@ -69,39 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["top_k=5", "fusion=weighted"]`` -> typed values for ``Config.replace``."""
-    defaults = Config()
-    names = {f.name for f in dataclasses.fields(Config)}
-    changes: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise InputError(f"--set {item!r}: expected KEY=VALUE, e.g. --set chunk_tokens=120")
-        if key not in names:
-            raise ConfigError(f"--set {key}: unknown setting; known: {', '.join(sorted(names))}")
-        default = getattr(defaults, key)
-        raw = raw.strip()
-        try:
-            if isinstance(default, bool):
-                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError("expected true or false")
-                value: Any = raw.lower() in ("true", "1", "yes")
-            elif isinstance(default, int):
-                value = int(raw)
-            elif isinstance(default, float):
-                value = float(raw)
-            elif isinstance(default, tuple):
-                value = tuple(part.strip() for part in raw.split(",") if part.strip())
-            else:
-                value = raw
-        except ValueError as exc:
-            raise ConfigError(f"--set {key}={raw}: {exc}; the default is {default!r}") from exc
-        changes[key] = value
-    return changes
 
 
 def parse_sweep(items: Sequence[str]) -> dict[str, list[Any]]:

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from .config import Config, default_index_dir
+from .config import Config, default_index_dir, parse_overrides
 from .embedding import set_offline_environment
 from .errors import QuestionTruncatedWarning, RagError
 
@@ -33,6 +33,8 @@ def _config(args: argparse.Namespace) -> Config:
         changes["generator_url"] = args.generator
     if getattr(args, "model", None):
         changes["generator_model"] = args.model
+    if getattr(args, "settings", None):
+        changes.update(parse_overrides(args.settings))
     return Config().replace(**changes) if changes else Config()
 
 
@@ -315,6 +317,12 @@ def _add_generator_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="NAME", help="the generator's model name (or RAG_GENERATOR_MODEL)")
 
 
+def _add_set_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a rag.Config setting, e.g. --set vector_index=ivf or --set ivf_nprobe=256 "
+                        "(repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rag", description="Offline question answering with citations.")
     parser.add_argument("--index", help="index folder (default: embeddings/default)")
@@ -341,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ray: read, chunk and embed on a Ray cluster (the ray extra); the index is written here")
     p.add_argument("--ray-address", metavar="HOST:PORT", default=os.environ.get("RAY_ADDRESS") or None,
                    help="the Ray cluster to use (default: RAY_ADDRESS, else a local cluster started for the run)")
+    _add_set_argument(p)
     p.set_defaults(func=cmd_ingest)
 
     for name, func, help_ in (("ask", cmd_ask, "answer a question with numbered sources"),
@@ -353,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--doc", action="append", help="only search this document id (repeatable)")
         p.add_argument("--retriever", choices=("dense", "bm25", "hybrid"))
         p.add_argument("--json", action="store_true", help="print JSON")
+        _add_set_argument(p)
         p.set_defaults(func=func)
 
     p = add_parser("chat", help="interactive question prompt (follow-ups build on the previous question)")
@@ -360,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=None)
     p.add_argument("--doc", action="append", help="only search this document id (repeatable)")
     p.add_argument("--retriever", choices=("dense", "bm25", "hybrid"))
+    _add_set_argument(p)
     p.set_defaults(func=cmd_chat)
 
     p = add_parser("info", help="what the index holds")
@@ -368,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_parser("remove", help="remove documents from the index by id")
     p.add_argument("doc_ids", nargs="+")
+    _add_set_argument(p)
     p.set_defaults(func=cmd_remove)
 
     p = add_parser("bench", help="measure embedding speed (float32 vs bfloat16) and question latency")
@@ -388,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", action="store_true", help="with --ingest-docs and --workdir: keep the index "
                    "already built there (or rebuild it from the vectors saved there) and time only the re-ingest")
     p.add_argument("--json", action="store_true", help="with --scale or --ingest-docs: print JSON")
+    _add_set_argument(p)
     p.set_defaults(func=cmd_bench)
 
     p = add_parser("loadtest", help="concurrent clients asking a server on loopback (started here unless --url)")
@@ -408,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--auth", help="USER:PASSWORD required to open the UI (or set RAG_AUTH)")
+    _add_set_argument(p)
     p.set_defaults(func=cmd_serve)
 
     p = add_parser("api", help="start the REST and OpenAI-compatible HTTP API (FastAPI on uvicorn)")
@@ -416,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", help="bearer token every /v1 request must carry (or set RAG_API_KEY; the "
                                      "environment keeps it out of the process list)")
+    _add_set_argument(p)
     p.set_defaults(func=cmd_api)
 
     p = add_parser("train-reader", help="fine-tune the reader model on SQuAD (see models/reader/README.md)")

@@ -12,9 +12,9 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .loaders import SUPPORTED_SUFFIXES as LOADABLE_SUFFIXES
 
 #: Environment variable naming the project home (seeds/, embeddings/, caches).
@@ -271,6 +271,39 @@ class Config:
         if "abstain_coefficients" in values:
             values["abstain_coefficients"] = tuple((str(k), float(v)) for k, v in values["abstain_coefficients"])
         return cls(**values)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["top_k=5", "fusion=weighted"]`` -> typed values for ``Config.replace``."""
+    defaults = Config()
+    names = {f.name for f in dataclasses.fields(Config)}
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"--set {item!r}: expected KEY=VALUE, e.g. --set chunk_tokens=120")
+        if key not in names:
+            raise ConfigError(f"--set {key}: unknown setting; known: {', '.join(sorted(names))}")
+        default = getattr(defaults, key)
+        raw = raw.strip()
+        try:
+            if isinstance(default, bool):
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError("expected true or false")
+                value: Any = raw.lower() in ("true", "1", "yes")
+            elif isinstance(default, int):
+                value = int(raw)
+            elif isinstance(default, float):
+                value = float(raw)
+            elif isinstance(default, tuple):
+                value = tuple(part.strip() for part in raw.split(",") if part.strip())
+            else:
+                value = raw
+        except ValueError as exc:
+            raise ConfigError(f"--set {key}={raw}: {exc}; the default is {default!r}") from exc
+        changes[key] = value
+    return changes
 
 
 def project_home() -> Path:

@@ -113,3 +113,24 @@ def test_an_error_naming_a_file_with_a_newline_stays_one_line(tmp_path, capsys):
     assert main(["-q", "ingest", str(SEEDS), "--index", str(odd)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "two\u240alines" in err
+
+
+def test_set_chooses_the_vector_store_at_ingest_and_nprobe_at_query_time(tmp_path, capsys, embedder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, place in enumerate(("northern harbour", "southern dock", "eastern quay")):
+        (docs / f"report-{i}.md").write_text(
+            f"# Report {i}\n\nInspectors counted {12 + i} boats in the {place} in March. "
+            f"The {place} was dredged in {1990 + i}.\n", encoding="utf-8")
+    index = tmp_path / "idx"
+    assert main(["-q", "--index", str(index), "ingest", str(docs), "--set", "vector_index=ivf"]) == 0
+    capsys.readouterr()
+    assert main(["--index", str(index), "info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["vector_store"]["kind"] == "ivf"
+    assert main(["-q", "--index", str(index), "ask", "How many boats were counted in the southern dock?",
+                 "--set", "ivf_nprobe=1", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["citations"] and all(c["doc_id"].startswith("report-") for c in answer["citations"])
+    assert main(["-q", "--index", str(index), "ask", "anything", "--set", "ivf_nprobe=many"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --set ivf_nprobe=many") and "\n" not in err
