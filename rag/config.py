@@ -95,7 +95,8 @@ class Config:
     #: IVF cells a query scans (query time: may differ from the value the index was built with). 128 of the
     #: 4096 cells at 1M chunks: recall@10 0.96 against exact search in 1.4 ms (64: 0.94; eval/RESULTS.md).
     ivf_nprobe: int = 128
-    #: Vectors k-means trains on when an IVF store is built (a sample of the corpus).
+    #: Vectors k-means trains on when an IVF store is built (a sample of the corpus; at least 39 per cell,
+    #: faiss's minimum, so 159,744 for the 4,096 cells of a million chunks).
     ivf_training_sample: int = 100_000
 
     # --- reader (query time) ---------------------------------------------------
@@ -333,3 +334,19 @@ def cache_dir() -> Path:
     """Local cache for derived files (tiktoken encodings); never downloaded."""
     env = os.environ.get("RAG_CACHE_DIR")
     return Path(env).expanduser().resolve() if env else project_home() / ".cache"
+
+
+#: The public benchmark texts beside the project (read only: to benchmark and to train; never shipped).
+BENCHMARKS_DIR = Path("../shared/benchmarks")
+
+
+def benchmarks_dir(explicit: Path | str | None = None, required: Sequence[str] = ()) -> Path:
+    """The shared benchmark folder holding every file of ``required``: ``explicit``, else
+    ``../shared/benchmarks`` beside the project home or beside this source checkout."""
+    source_root = Path(__file__).resolve().parent.parent
+    candidates = [Path(explicit)] if explicit else [project_home() / BENCHMARKS_DIR, source_root / BENCHMARKS_DIR]
+    for path in candidates:
+        if path.is_dir() and all((path / name).is_file() for name in required):
+            return path.resolve()
+    raise InputError(f"the benchmark texts ({', '.join(required) or 'a folder'}) are not under {candidates[0]}; "
+                     "pass the folder that holds them (../shared/benchmarks)")

@@ -39,7 +39,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .config import Config, project_home
+from .config import Config
+from .config import benchmarks_dir as shared_benchmarks
 from .embedding import Embedder
 from .errors import InputError
 
@@ -87,14 +88,8 @@ DETAILS: tuple[tuple[str, tuple[tuple[str, str, str | None], ...]], ...] = (
 
 # ---------------------------------------------------------------------- corpus
 def benchmarks_dir(explicit: Path | str | None = None) -> Path:
-    """The shared benchmark folder: ``explicit``, else ``../shared/benchmarks`` beside the project or this checkout."""
-    candidates = [Path(explicit)] if explicit else [project_home().parent / "shared" / "benchmarks",
-                                                    Path(__file__).resolve().parents[2] / "shared" / "benchmarks"]
-    for path in candidates:
-        if (path / SCIFACT).is_file() and (path / SQUAD_TRAIN).is_file():
-            return path.resolve()
-    raise InputError(f"the benchmark texts ({SCIFACT}, {SQUAD_TRAIN}) are not under {candidates[0]}; "
-                     "pass the folder that holds them (../shared/benchmarks)")
+    """The shared benchmark folder (``explicit``, else ``../shared/benchmarks``) holding SciFact and SQuAD."""
+    return shared_benchmarks(explicit, (SCIFACT, SQUAD_TRAIN))
 
 
 def _scifact(folder: Path) -> Iterator[tuple[str, str]]:

@@ -27,12 +27,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .config import Config, project_home
+from .config import benchmarks_dir as shared_benchmarks
 from .errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: Where the benchmark texts are (read only; never copied into the project).
-BENCHMARKS_DIR = Path("../shared/benchmarks")
 SQUAD_TRAIN = "squad-train-v1.1-explorer/train-v1.1.explorer.json"
 #: Real passages embedded once; N variants are made from them.
 BASE_SIZE = 20_000
@@ -70,14 +69,8 @@ class BasePassage:
 
 
 def benchmarks_dir(explicit: Path | str | None = None) -> Path:
-    """The shared benchmark folder: ``explicit``, else ``../shared/benchmarks`` next to the project home."""
-    source_root = Path(__file__).resolve().parent.parent
-    candidates = [Path(explicit)] if explicit else [project_home() / BENCHMARKS_DIR, source_root / BENCHMARKS_DIR]
-    for path in candidates:
-        if (path / SQUAD_TRAIN).is_file():
-            return path.resolve()
-    raise InputError(f"SQuAD v1.1 train not found at {candidates[0] / SQUAD_TRAIN}; "
-                     "pass the folder holding squad-train-v1.1-explorer/ (../shared/benchmarks)")
+    """The shared benchmark folder (``explicit``, else ``../shared/benchmarks``) holding SQuAD v1.1 train."""
+    return shared_benchmarks(explicit, (SQUAD_TRAIN,))
 
 
 def cache_dir() -> Path:

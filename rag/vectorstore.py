@@ -44,6 +44,9 @@ def default_nlist(n_vectors: int) -> int:
     return max(16, 2 ** round(math.log2(4 * math.sqrt(max(n_vectors, 1)))))
 
 
+#: Training points per IVF cell: faiss's own minimum for k-means (it warns below it).
+_POINTS_PER_CELL = 39
+
 #: From this many queries in one call faiss searches with all its threads (fewer: one thread, see search).
 _PARALLEL_QUERIES = 16
 
@@ -74,6 +77,8 @@ class VectorStore:
         nlist = nlist or default_nlist(len(training))
         # k-means needs more points than cells; a small corpus forced to ivf gets fewer cells.
         nlist = max(1, min(nlist, len(training) // 4 or 1))
+        # Never fewer than the points per cell faiss asks for (it warns below 39): 160k of 1M for 4,096 cells.
+        training_sample = max(training_sample, _POINTS_PER_CELL * nlist) if training_sample else 0
         sample = training
         if training_sample and len(training) > training_sample:
             rows = np.random.default_rng(seed).choice(len(training), training_sample, replace=False)
