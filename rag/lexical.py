@@ -160,7 +160,8 @@ class BM25Index:
         """BM25 over already analysed texts (the chunk store keeps each chunk's terms, so a rebuild
         after adding or removing a document does not analyse every text again)."""
         index = cls(k1, b)
-        tokens = [list(t) or ["\u2205"] for t in terms]  # an empty text still takes its row
+        # Lists are used as they are (a copy per chunk costs ~0.5 GB at a million); an empty text keeps its row.
+        tokens = [t if isinstance(t, list) and t else (list(t) or ["\u2205"]) for t in terms]
         index._bm25.index(tokens, show_progress=False)
         index._after_load(len(tokens))
         if ids is not None:

@@ -454,8 +454,8 @@ def run_scale_bench(n: int, config: Config, *, out: Path | None = None, queries:
         del index, corpus
         gc.collect()
         result["disk_mb"] = round(_folder_bytes(folder) / 2**20, 1)
-        result["disk_files_mb"] = {p.name: round(p.stat().st_size / 2**20, 1)
-                                   for p in sorted(folder.iterdir()) if p.is_file()}
+        result["disk_files_mb"] = {p.name + ("/" if p.is_dir() else ""): round(
+            (_folder_bytes(p) if p.is_dir() else p.stat().st_size) / 2**20, 1) for p in sorted(folder.iterdir())}
 
         np.save(workdir / "queries.npy", qvecs)
         spec = {"folder": str(folder), "config": config.to_dict(), "queries": str(workdir / "queries.npy"),
