@@ -61,6 +61,9 @@ _SUFFIXES = ", ".join(SUPPORTED_SUFFIXES)
 #: sizing blocks to about one embedding batch.
 CHUNK_ROW_BYTES = 4096
 MIN_BLOCK_BYTES = 64 * 1024
+#: Embedding batches an actor gets per call: the embedder sorts the texts of one call into batches of about
+#: the same length (less padding), which it cannot do within a call of a single batch.
+BATCHES_PER_ACTOR_CALL = 8
 
 # Row kinds of the flat dataset: a document, a file that could not be read, a chunk to embed.
 _DOC, _SKIP, _CHUNK = "doc", "skip", "chunk"
@@ -294,7 +297,8 @@ def prepare_with_ray(paths: Sequence[str | Path], config: Config, *, known: Mapp
     ``Embedded`` per document ``sha256`` for ``Index.build(..., prepared=...)``. Documents whose sha256 is
     among the values of ``known`` (doc_id → sha256 of what the index holds) are loaded but neither
     chunked nor embedded. ``num_actors`` embedding actors (default: one per CPU of the cluster), each
-    holding the model once, embed batches of ``config.embed_batch_size`` chunks.
+    holding the model once, embed calls of ``BATCHES_PER_ACTOR_CALL`` batches of ``config.embed_batch_size``
+    chunks each.
 
     Raises ``EmptyCorpusError`` like ``load_documents``, ``ConfigError`` when Ray is not installed or the
     cluster cannot be reached, ``ModelError`` when a worker cannot load the model offline.
@@ -375,7 +379,8 @@ def _run(ray: Any, planned: Sequence[_File], config: Config, known: frozenset[st
         ds = (ray.data.from_items(items, override_num_blocks=blocks)
               .map(_load_and_chunk, fn_kwargs={"config": config, "known": known}, num_cpus=0, concurrency=parsers)
               .flat_map(_explode, num_cpus=0, concurrency=parsers)
-              .map_batches(ChunkEmbedder, batch_size=config.embed_batch_size, batch_format="numpy",
+              .map_batches(ChunkEmbedder, batch_size=config.embed_batch_size * BATCHES_PER_ACTOR_CALL,
+                           batch_format="numpy",
                            fn_constructor_args=(config.model_name, config.embed_dtype, config.embed_batch_size),
                            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
                            # A worker that dies fails the ingest (nothing is written; run it again) instead
