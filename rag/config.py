@@ -341,12 +341,16 @@ BENCHMARKS_DIR = Path("../shared/benchmarks")
 
 
 def benchmarks_dir(explicit: Path | str | None = None, required: Sequence[str] = ()) -> Path:
-    """The shared benchmark folder holding every file of ``required``: ``explicit``, else
-    ``../shared/benchmarks`` beside the project home or beside this source checkout."""
+    """The shared benchmark folder holding every file of ``required``: ``explicit``, else ``RAG_BENCHMARKS_DIR``,
+    else ``../shared/benchmarks`` beside the project home or beside this source checkout."""
     source_root = Path(__file__).resolve().parent.parent
-    candidates = [Path(explicit)] if explicit else [project_home() / BENCHMARKS_DIR, source_root / BENCHMARKS_DIR]
+    env = os.environ.get("RAG_BENCHMARKS_DIR")
+    if explicit or env:
+        candidates = [Path(explicit or env).expanduser()]  # type: ignore[arg-type]
+    else:
+        candidates = [project_home() / BENCHMARKS_DIR, source_root / BENCHMARKS_DIR]
     for path in candidates:
         if path.is_dir() and all((path / name).is_file() for name in required):
             return path.resolve()
     raise InputError(f"the benchmark texts ({', '.join(required) or 'a folder'}) are not under {candidates[0]}; "
-                     "pass the folder that holds them (../shared/benchmarks)")
+                     "pass the folder that holds them (../shared/benchmarks), or set RAG_BENCHMARKS_DIR")

@@ -29,3 +29,16 @@ def test_bad_values_fail_on_construction(changes, message):
 def test_unknown_setting_is_named():
     with pytest.raises(ConfigError, match="unknown setting.*chunk_size"):
         Config().replace(chunk_size=3)
+
+
+def test_benchmarks_dir_takes_the_explicit_folder_then_the_environment(tmp_path, monkeypatch):
+    from rag.config import benchmarks_dir
+    from rag.errors import InputError
+
+    (tmp_path / "b" / "squad").mkdir(parents=True)
+    (tmp_path / "b" / "squad" / "dev.json").write_text("{}")
+    assert benchmarks_dir(tmp_path / "b", ("squad/dev.json",)) == (tmp_path / "b").resolve()
+    monkeypatch.setenv("RAG_BENCHMARKS_DIR", str(tmp_path / "b"))
+    assert benchmarks_dir(None, ("squad/dev.json",)) == (tmp_path / "b").resolve()
+    with pytest.raises(InputError, match=r"squad/train.json\) are not under .*b; .*RAG_BENCHMARKS_DIR"):
+        benchmarks_dir(None, ("squad/train.json",))  # the folder named is the only one tried

@@ -6,8 +6,19 @@ import numpy as np
 import pytest
 
 from rag import Config
+from rag.errors import InputError
 
 pytestmark = pytest.mark.slow
+
+
+def _benchmarks_or_skip():
+    """The generated corpus is real SQuAD text from ../shared/benchmarks (not shipped: CC BY-SA, 40 MB)."""
+    from rag.scale import benchmarks_dir
+
+    try:
+        benchmarks_dir()
+    except InputError as exc:
+        pytest.skip(f"benchmark texts not available: {exc}")
 
 
 def _format_2_or_skip():
@@ -35,6 +46,7 @@ def test_variant_vectors_keep_a_realistic_distance_to_their_base():
 
 
 def test_synthetic_corpus_is_real_text_varied_in_documents(config):
+    _benchmarks_or_skip()
     from rag.scale import base_passages, synthetic_corpus
 
     base = base_passages(config, size=50)
@@ -51,6 +63,7 @@ def test_synthetic_corpus_is_real_text_varied_in_documents(config):
 
 def test_scale_bench_at_3000_passages_on_the_approximate_index(tmp_path):
     _format_2_or_skip()
+    _benchmarks_or_skip()
     from rag.scale import run_scale_bench
 
     config = Config(vector_index="ivf", ivf_threshold=1000)
