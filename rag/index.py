@@ -282,19 +282,20 @@ class Index:
         store.commit()
 
         vectors = _next_vectors(vectors, config, store, removed_ids, new_ids, matrix, dim)
+        # BM25 changes by the rows that went and came when the previous one can be updated (only the new
+        # chunks' terms are counted); otherwise it is built from every chunk's stored terms, streamed.
+        old_bm25 = previous.bm25 if reusable and previous is not None else None
+        updatable = old_bm25 is not None and old_bm25.can_update(config.bm25_k1, config.bm25_b, new_ids)
+        added_terms = [text.split() for _i, _c, text in rows] if updatable else []
         n_rows, n_embedded = len(rows), len(to_embed)
-        # At a million chunks these hold gigabytes that building BM25 no longer needs.
+        # At a million chunks these hold gigabytes that BM25 no longer needs.
         del rows, to_embed, fresh, matrix, pieces
-        ids, terms = [], []
-        # One str object per distinct term, not per occurrence: at a million chunks, ~60M occurrences as
-        # separate strings took about 3 GB while BM25 was built.
-        shared: dict[str, str] = {}
-        for chunk_id, text in store.iter_terms():
-            ids.append(chunk_id)
-            terms.append([shared.setdefault(t, t) for t in text.split()])
-        del shared
-        bm25 = BM25Index.from_terms(terms, config.bm25_k1, config.bm25_b, np.asarray(ids, dtype=np.int64))
-        del terms
+        if old_bm25 is not None and updatable:
+            bm25 = old_bm25.updated(removed_ids, new_ids, added_terms)
+        else:
+            bm25 = BM25Index.from_terms((text.split() for _id, text in store.iter_terms()), config.bm25_k1,
+                                        config.bm25_b, store.chunk_ids())
+        del added_terms
 
         infos = store.descriptions()
         created = previous.manifest.get("created_at") if previous is not None else None
@@ -311,7 +312,7 @@ class Index:
             "chunker": chunker.settings(),
             "bm25": {"library": "bm25s", "k1": config.bm25_k1, "b": config.bm25_b, "analyzer": "english-snowball"},
             "sources": sorted(set(sources)),
-            "counts": {"documents": len(infos), "chunks": len(ids)},
+            "counts": {"documents": len(infos), "chunks": bm25.n_docs},
             "next_chunk_id": next_id,
             "documents": [{"doc_id": i.doc_id, "title": i.title, "path": i.path, "sha256": i.sha256,
                            "chunks": i.chunks} for i in infos.values()],
@@ -333,7 +334,7 @@ class Index:
         except OSError as exc:
             raise write_error(exc, folder) from None
         try:
-            self.store.copy_to(tmp / STORE)
+            self._put_store(tmp / STORE)
             self.vectors.save(tmp / VECTORS)
             self.bm25.save(tmp / BM25_DIR)
             names = [STORE, VECTORS] + [f"{BM25_DIR}/{p.name}" for p in sorted((tmp / BM25_DIR).iterdir())]
@@ -364,6 +365,17 @@ class Index:
         self.path = folder
         self.stamp = stamp
         log.info("saved index %s (%d documents, %d chunks)", folder, len(self.documents), len(self.chunks))
+
+    def _put_store(self, path: Path) -> None:
+        """The store file of the version being saved: a version just built links its private copy, which
+        nothing writes any more (a second copy of a 2 GB store took 5 s); any other store is copied."""
+        if self._staging is not None and self.store.writable and self.store.path.parent == self._staging:
+            try:
+                os.link(self.store.path, path)
+                return
+            except OSError as exc:  # another file system, or one without hard links
+                log.debug("cannot link %s (%s); copying it", self.store.path, exc)
+        self.store.copy_to(path)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -434,6 +446,8 @@ class Index:
                 store.check()
             vectors = VectorStore.load(folder / VECTORS, kind, config.ivf_nprobe)
             bm25 = BM25Index.load(folder / BM25_DIR, mmap=True)
+            if changed:
+                bm25.check()
             n_store = store.count()
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
             if isinstance(exc, IndexCorruptError):

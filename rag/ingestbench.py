@@ -67,7 +67,7 @@ STAGES: tuple[tuple[str, tuple[tuple[str, str, str | None], ...]], ...] = (
     ("chunking", (("rag/chunking.py", "chunk", "rag/index.py"),)),
     ("embedding", (("rag/embedding.py", "encode", "rag/index.py"),)),
     ("bm25", (("rag/lexical.py", "analyze", "rag/index.py"), ("rag/lexical.py", "from_terms", "rag/index.py"),
-              ("rag/lexical.py", "build", "rag/index.py"))),
+              ("rag/lexical.py", "updated", "rag/index.py"), ("rag/lexical.py", "build", "rag/index.py"))),
     ("chunk_store_and_vectors", _STORE_CALLS + (("rag/index.py", "_next_vectors", "rag/index.py"),)),
     ("saving_hashing", (("rag/index.py", "save", "rag/assistant.py"),)),
 )

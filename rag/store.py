@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sqlite3
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -154,6 +156,32 @@ _CHUNK_COLUMNS = 'c.id, c.doc_id, c.section, c.start, c."end", c.kind, c.tokens,
 _CHUNKS_FROM = "chunks c LEFT JOIN documents d ON d.doc_id = c.doc_id"
 
 
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    """Which file, and which state of it: device, inode, size, modification time."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _copy_file(source: BinaryIO, path: Path) -> None:
+    """Copy the open file ``source`` to a new file at ``path``: in the kernel (copy_file_range) where the
+    file system allows, else by reading and writing."""
+    size = os.fstat(source.fileno()).st_size
+    with path.open("wb") as target:
+        done = 0
+        try:
+            while done < size:
+                copied = os.copy_file_range(source.fileno(), target.fileno(), size - done, done, done)
+                if copied == 0:
+                    break
+                done += copied
+        except OSError:
+            source.seek(done)
+            target.seek(done)
+            shutil.copyfileobj(source, target, 1 << 24)
+            done = target.tell()
+        if done != size:
+            raise OSError(f"copied {done} of {size} bytes of {source.name}")
+
+
 class ChunkStore:
     """One store file. Read-only unless opened with ``writable=True`` (the writer's private copy)."""
 
@@ -166,6 +194,7 @@ class ChunkStore:
         self._docs: OrderedDict[str, Document] = OrderedDict()
         self._doc_ids: list[str] | None = None
         self._doc_id_set: frozenset[str] | None = None
+        self._identity: tuple[int, ...] | None = None
         self._conn = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -178,6 +207,8 @@ class ChunkStore:
                 uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
                 conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # fails now on a non-database
+                # Which file was opened (a swap cannot happen meanwhile: loads hold the swap lock).
+                self._identity = _identity(self.path.stat())
         except sqlite3.Error as exc:
             raise self._corrupt(f"{self.path} is not a readable store ({exc})") from exc
         return conn
@@ -209,7 +240,20 @@ class ChunkStore:
             self._conn = self._connect()
 
     def copy_to(self, path: Path) -> None:
-        """A consistent copy of this store at ``path`` (SQLite's backup: page by page, no reader blocked)."""
+        """A consistent copy of this store at ``path``.
+
+        A store read from an index is never written (a new version is a new file), so its file is copied by
+        the kernel (a 1.9 GB store in about 1 s, against 5-7 s for SQLite's page-by-page backup), provided it
+        is still the file this connection opened; otherwise, and for a writable store, SQLite's backup."""
+        if not self.writable and self._identity is not None:
+            try:
+                with self.path.open("rb") as source:
+                    if _identity(os.fstat(source.fileno())) == self._identity:
+                        _copy_file(source, path)
+                        return
+            except OSError as exc:
+                log.debug("cannot copy %s as a file (%s); using SQLite's backup", self.path, exc)
+                path.unlink(missing_ok=True)
         target = sqlite3.connect(str(path))
         try:
             with self._lock:

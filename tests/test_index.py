@@ -11,6 +11,8 @@ import pytest
 
 from rag import (Config, IndexCorruptError, IndexMismatchError, IndexNotFoundError, ingest)
 from rag.index import FORMAT_VERSION, MANIFEST, STORE, VECTORS, Index
+from rag.documents import document_from_text
+from rag.lexical import BM25Index
 
 from .conftest import SEEDS
 
@@ -127,6 +129,22 @@ def test_interrupted_build_leaves_previous_index_intact(writable_index, tmp_path
     assert not list(writable_index.parent.glob(".tmp-*")), "temporary folder left behind"
     index = Index.load(writable_index)
     assert "new" not in index.documents and len(index.documents) == 4
+
+
+def test_a_new_version_keeps_the_store_file_it_built(writable_index, tmp_path, embedder):
+    """Saving links the store file the build wrote instead of copying it again (gigabytes at scale); the
+    build's temporary folder goes, so the index holds the only name of that file."""
+    previous = Index.load(writable_index)
+    note = document_from_text("note", "A shelter for rescued fishermen opened in Ranong.", title="Note")
+    index, _ = Index.build([*previous.documents, note], Config(), embedder, previous=previous,
+                           target=writable_index)
+    built = index.store.path
+    inode = built.stat().st_ino
+    index.save(writable_index)
+    saved = (writable_index / STORE).stat()
+    assert saved.st_ino == inode and saved.st_nlink == 1 and not built.exists()
+    assert not list(writable_index.parent.glob(".tmp-*"))
+    assert "note" in Index.load(writable_index).documents
 
 
 def test_crash_between_renames_is_recovered(writable_index):
@@ -404,9 +422,13 @@ def test_a_document_is_removed_from_an_approximate_index_without_a_rebuild(writa
     def no_training(*_args, **_kwargs):
         raise AssertionError("the approximate index may not be trained again")
 
+    def no_bm25_rebuild(*_args, **_kwargs):
+        raise AssertionError("BM25 may not be built again from every chunk")
+
     assistant = Assistant(before, config, embedder)
     monkeypatch.setattr(embedder, "encode", no_embedding)
     monkeypatch.setattr(vectorstore_module.VectorStore, "create", no_training)
+    monkeypatch.setattr(BM25Index, "from_terms", no_bm25_rebuild)
     report = assistant.remove([gone])
     monkeypatch.undo()
     assert report.removed == [gone]
@@ -417,6 +439,7 @@ def test_a_document_is_removed_from_an_approximate_index_without_a_rebuild(writa
     assert np.array_equal(after.vectors.all_ids(), kept_ids) and np.array_equal(after.bm25.ids, kept_ids)
     assert np.allclose(after.reconstruct(kept_ids), kept_vectors)
     assert gone not in after.documents and len(after.documents) == 3
+    _assert_bm25_as_if_built_now(after)
     answer = Assistant(after, config, embedder).ask("How many people may be held in scam centres across Myanmar?")
     assert "120,000" in answer.text
     assert all(c.doc_id != gone for c in Assistant(after, config, embedder).retrieve("Malaysia trafficking", k=10))
@@ -441,6 +464,19 @@ def test_a_changed_document_gets_new_ids_and_the_others_keep_theirs(writable_ind
     assert sorted(set(after.store.chunk_ids().tolist()) - new_laos) == others
     assert np.array_equal(after.reconstruct(others), before.reconstruct(others))
     assert after.manifest["next_chunk_id"] == max(new_laos) + 1
+    _assert_bm25_as_if_built_now(after)
+
+
+def _assert_bm25_as_if_built_now(index: Index) -> None:
+    """The BM25 an update left equals one built from scratch over the chunks the index now holds."""
+    import numpy as np
+
+    ids, terms = zip(*index.store.iter_terms())
+    fresh = BM25Index.from_terms([t.split() for t in terms], index.bm25.k1, index.bm25.b, np.asarray(ids))
+    assert np.array_equal(index.bm25.ids, fresh.ids)
+    for question in ("Vientiane shelter", "scam centres Myanmar 120,000", "sex trafficking Malaysia victims"):
+        assert np.array_equal(index.bm25.scores(question), fresh.scores(question)), question
+    index.bm25.check()
 
 
 def test_reingest_reads_only_files_whose_size_or_mtime_changed(writable_index, tmp_path, embedder, monkeypatch):
@@ -475,3 +511,26 @@ def test_reingest_reads_only_files_whose_size_or_mtime_changed(writable_index, t
     # --rebuild reads everything again (the folder as given).
     ingest([docs], writable_index, embedder=embedder, rebuild=True)
     assert read == ["docs"]
+
+
+def test_an_index_without_bm25_term_frequencies_gets_them_at_its_next_write(writable_index, tmp_path, embedder):
+    """An index written before BM25 kept its term frequencies loads and answers; the next change builds BM25
+    once from every chunk's stored terms (it cannot be updated) and writes them, so later changes update it."""
+    from rag.index import BM25_DIR
+
+    bm25 = writable_index / BM25_DIR
+    manifest = json.loads((writable_index / MANIFEST).read_text())
+    for name in (BM25Index.TF, BM25Index.LENGTHS):
+        (bm25 / name).unlink()
+        del manifest["files"][f"{BM25_DIR}/{name}"], manifest["file_stats"][f"{BM25_DIR}/{name}"]
+    (writable_index / MANIFEST).write_text(json.dumps(manifest))
+    old = Index.load(writable_index)
+    assert old.bm25.tf is None and old.bm25.scores("scam centres").max() > 0
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "note.txt").write_text("A shelter for rescued fishermen opened in Ranong in 2024.\n", encoding="utf-8")
+    ingest([extra], writable_index, embedder=embedder)
+    new = Index.load(writable_index)
+    assert new.bm25.tf is not None and (bm25 / BM25Index.TF).is_file() and "note" in new.documents
+    _assert_bm25_as_if_built_now(new)

@@ -67,6 +67,28 @@ def test_a_copy_is_consistent_and_independent(tmp_path):
     assert removed.tolist() == [10, 11] and copy.count() == 1 and store.count() == 3
 
 
+def test_a_read_only_store_is_copied_from_the_file_it_opened(tmp_path):
+    """The file copy is used only while the path still names the opened file; after another version took
+    its place, the copy is of the opened one (through SQLite), never of the newcomer."""
+    store, _a, _b = _filled(tmp_path / "s.sqlite3")
+    store.close()
+    ro = ChunkStore(tmp_path / "s.sqlite3")
+    ro.copy_to(tmp_path / "copy.sqlite3")
+    assert (tmp_path / "copy.sqlite3").read_bytes() == (tmp_path / "s.sqlite3").read_bytes()
+    assert ChunkStore(tmp_path / "copy.sqlite3").count() == 3
+
+    other, _a, _b = _filled(tmp_path / "other.sqlite3")
+    other.begin()
+    other.delete_documents(["b"])
+    other.commit()
+    other.close()
+    (tmp_path / "other.sqlite3").replace(tmp_path / "s.sqlite3")  # a new version swapped in under the path
+    ro.copy_to(tmp_path / "copy2.sqlite3")
+    copy = ChunkStore(tmp_path / "copy2.sqlite3")
+    assert copy.count() == 3 and copy.doc_ids() == ["a", "b"]
+    copy.check()
+
+
 def test_check_finds_what_a_hash_cannot(tmp_path):
     store, _a, _b = _filled(tmp_path / "s.sqlite3")
     store.close()

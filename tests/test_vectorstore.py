@@ -45,6 +45,20 @@ def test_ids_are_stable_through_removal_and_files(kind, tmp_path):
         again.reconstruct(np.array([1000]))
 
 
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_a_clone_is_independent_and_keeps_removal_by_id(kind):
+    x = _unit(3000)
+    store = VectorStore.create(32, kind, training=x, nprobe=64)
+    store.add(np.arange(100, 3100), x)
+    copy = store.clone()
+    assert copy.kind == kind and copy.nprobe == 64 and np.array_equal(copy.all_ids(), store.all_ids())
+    assert copy.remove(np.array([100, 101], dtype=np.int64)) == 2
+    copy.add(np.array([9000], dtype=np.int64), x[:1])
+    assert store.ntotal == 3000 and copy.ntotal == 2999
+    assert store.search(x[:1], 1)[1][0, 0] == 100 and copy.search(x[:1], 1)[1][0, 0] == 9000
+    assert np.allclose(copy.reconstruct(np.array([3099])), store.reconstruct(np.array([3099])))
+
+
 def test_a_search_can_be_restricted_to_some_ids():
     x = _unit(500)
     store = VectorStore.create(32, "flat")

@@ -201,6 +201,22 @@ def _store_ids(folder: Path) -> np.ndarray:
         db.close()
 
 
+def _bm25_array(name: str, change: Callable[[np.ndarray], np.ndarray]) -> Damage:
+    """One of bm25/'s arrays changed and rehashed: the hash agrees, the numbers do not."""
+    def damage(folder: Path) -> None:
+        path = folder / BM25_DIR / name
+        np.save(path, change(np.load(path, allow_pickle=False)), allow_pickle=False)
+        rehash(folder, f"{BM25_DIR}/{name}")
+
+    return damage
+
+
+def _bumped(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a[len(a) // 2] += 1
+    return a
+
+
 def _bm25_params(change: Callable[[dict], object]) -> Damage:
     def damage(folder: Path) -> None:
         path = folder / PARAMS
@@ -350,6 +366,14 @@ DAMAGES: dict[str, Damage] = {
     "bm25-vocab-malformed-rehashed": _replace_bytes(f"{BM25_DIR}/vocab.index.json", b"[1, 2"),
     "bm25-data-truncated-rehashed": _truncate(f"{BM25_DIR}/data.csc.index.npy", rehashed=True),
     "bm25-file-not-listed": _bm25_file_not_listed,
+    "bm25-tf-missing": _delete(f"{BM25_DIR}/{BM25Index.TF}"),
+    "bm25-tf-missing-and-unlisted": _delete_unlisted(f"{BM25_DIR}/{BM25Index.TF}"),
+    "bm25-tf-altered-rehashed": _bm25_array(BM25Index.TF, _bumped),
+    "bm25-tf-one-short-rehashed": _bm25_array(BM25Index.TF, lambda a: a[:-1].copy()),
+    "bm25-lengths-altered-rehashed": _bm25_array(BM25Index.LENGTHS, _bumped),
+    "bm25-lengths-int64-rehashed": _bm25_array(BM25Index.LENGTHS, lambda a: a.astype(np.int64)),
+    "bm25-scores-altered-rehashed": _bm25_array("data.csc.index.npy", lambda a: a * np.float32(1.5)),
+    "bm25-rows-swapped-rehashed": _bm25_array("indices.csc.index.npy", lambda a: a[::-1].copy()),
     # ------------------------------------------------ manifest.json
     "manifest-model-name": _manifest(_set("model.name", "sentence-transformers/all-mpnet-base-v2")),
     "manifest-dimension-768": _manifest(_set("model.dimension", 768)),
