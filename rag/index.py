@@ -7,10 +7,12 @@ Layout of ``embeddings/<name>/``::
     store.sqlite3     documents and chunks (rag.store), read by id when needed
     vectors.faiss     normalised vectors under the chunk ids (rag.vectorstore): exact "flat", or
                       approximate "ivf" for large corpora (inner product = cosine)
-    bm25/             the bm25s index over the same chunks, with its row -> chunk id map
+    bm25/             the bm25s index over the same chunks, with its row -> chunk id map and the term
+                      frequencies and row lengths its scores are computed from (rag.lexical)
 
-Chunk ids are stable: adding, changing or removing a document adds or removes only its own rows
-(the vector store and the chunk store are edited, BM25 is rebuilt from the stored terms).
+Chunk ids are stable: adding, changing or removing a document adds or removes only its own rows (the
+vector store and the chunk store are edited; BM25 counts the new rows' terms and recomputes its scores
+from the stored frequencies, since N, the average length and document frequencies all move).
 
 Writes are atomic: a new version is written to a temporary sibling folder and
 renamed into place, so a crash never leaves a half-written index. Loading

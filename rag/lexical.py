@@ -253,6 +253,9 @@ class BM25Index:
         if len(added_ids) != len(added_terms) or (len(added_ids) > 1 and not (np.diff(added_ids) > 0).all()):
             raise ValueError("added BM25 rows need one ascending id per text")
         assert self.tf is not None and self.lengths is not None
+        gone = np.isin(self.ids, np.asarray(removed_ids, dtype=np.int64))
+        if not gone.any() and not len(added_ids):
+            return self  # no row changed (only a title or a path, say): nothing to recompute
         n_terms = len(self._df)
         # The empty token bm25s adds past the last column is not a term of the matrix.
         vocab = {t: i for t, i in self._vocab.items() if i < n_terms}
@@ -261,7 +264,6 @@ class BM25Index:
         row = np.asarray(self._bm25.scores["indices"], dtype=np.int32)
         tf = np.asarray(self.tf, dtype=np.int32)
         lengths, ids = np.asarray(self.lengths, dtype=np.int32), self.ids
-        gone = np.isin(ids, np.asarray(removed_ids, dtype=np.int64))
         if gone.any():
             kept = ~gone
             keep = kept[row]

@@ -146,3 +146,8 @@ def test_saved_files_round_trip_and_damage_is_found(tmp_path, paragraphs):
     (folder / "vocab.index.json").write_text(json.dumps({**vocab, first: vocab[second]}))
     with pytest.raises(ValueError, match="vocabulary"):
         BM25Index.load(folder, mmap=True).check()
+
+
+def test_an_update_that_changes_no_row_is_the_same_index(paragraphs):
+    index = BM25Index.from_terms([analyze(p) for p in paragraphs[:30]])
+    assert index.updated(np.asarray([999]), np.zeros(0, np.int64), []) is index
