@@ -24,6 +24,9 @@ from .errors import QuestionTruncatedWarning, RagError
 
 log = logging.getLogger("rag.cli")
 
+#: Documents ``rag info`` lists unless asked for all (an archive may hold a hundred thousand).
+INFO_DOCUMENTS = 50
+
 
 def _config(args: argparse.Namespace) -> Config:
     changes: dict[str, Any] = {}
@@ -188,8 +191,13 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"\u2190 {reader.get('folder')}")
     store = info.get("vector_store") or {}
     print(f"chunks:  {info['chunks']} (vectors: {store.get('factory', '?')}, {store.get('kind', '?')})")
-    for d in info["documents"]:
+    documents = info["documents"]
+    shown = documents if args.all else documents[:INFO_DOCUMENTS]
+    print(f"documents: {len(documents)}")
+    for d in shown:
         print(_inert(f"  {d['doc_id']}: {d['title']} ({d['chunks']} chunks) \u2190 {d['path']}"))
+    if len(shown) < len(documents):
+        print(f"  \u2026 and {len(documents) - len(shown)} more (rag info --all, or --json, lists every one)")
     return 0
 
 
@@ -375,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_parser("info", help="what the index holds")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--all", action="store_true", help=f"list every document (default: the first {INFO_DOCUMENTS})")
     p.set_defaults(func=cmd_info)
 
     p = add_parser("remove", help="remove documents from the index by id")

@@ -71,7 +71,21 @@ def test_info_names_the_reader_and_its_hash(seed_index_dir, capsys, reader):
     info = json.loads(capsys.readouterr().out)
     assert info["reader"]["sha256"] == reader.sha256 and info["reader"]["name"] == reader.name
     assert main(["--index", str(seed_index_dir), "info"]) == 0
-    assert f"sha256 {reader.sha256}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"sha256 {reader.sha256}" in out and "documents: 4" in out and "more" not in out
+
+
+def test_info_lists_the_first_documents_unless_asked_for_all(seed_index_dir, capsys, monkeypatch):
+    import rag.cli as cli_module
+
+    monkeypatch.setattr(cli_module, "INFO_DOCUMENTS", 3)
+    assert main(["--index", str(seed_index_dir), "info"]) == 0
+    out = capsys.readouterr().out
+    assert "documents: 4" in out and "and 1 more (rag info --all" in out
+    assert sum(line.startswith("  ") and "chunks)" in line for line in out.splitlines()) == 3
+    assert main(["--index", str(seed_index_dir), "info", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert sum(line.startswith("  ") and "chunks)" in line for line in out.splitlines()) == 4 and "more" not in out
 
 
 def test_serve_on_a_taken_port_is_one_line_before_anything_loads(capsys, monkeypatch):
