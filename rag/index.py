@@ -188,8 +188,10 @@ class Index:
         try:
             return cls._build(documents, config, embedder, previous, progress, sources, prepared or {}, staging,
                               source_stamps or {})
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError):  # writing the new version beside the index (a full disk, say)
+                raise write_error(exc, target if target is not None else staging) from None
             raise
 
     @classmethod

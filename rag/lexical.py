@@ -146,8 +146,8 @@ def _count(term_lists: Iterable[Sequence[str]], vocab: dict[str, int]) -> tuple[
             terms = (EMPTY_TERM,)
         lengths.append(len(terms))
         flat.extend([vocab.setdefault(t, len(vocab)) for t in terms])
-    n_terms = np.frombuffer(lengths, dtype=np.int32) if len(lengths) else np.zeros(0, np.int32)
-    rows = np.repeat(np.arange(len(n_terms), dtype=np.int64), n_terms)
+    per_text = np.frombuffer(lengths, dtype=np.int32) if len(lengths) else np.zeros(0, np.int32)
+    rows = np.repeat(np.arange(len(per_text), dtype=np.int64), per_text)
     # One sort of (term, row) keys gives the distinct postings in CSC order and, by counting, their frequencies.
     keys = np.frombuffer(flat, dtype=np.int32).astype(np.int64) if len(flat) else np.zeros(0, np.int64)
     keys <<= 32
@@ -155,7 +155,7 @@ def _count(term_lists: Iterable[Sequence[str]], vocab: dict[str, int]) -> tuple[
     del rows, flat
     keys, tf = np.unique(keys, return_counts=True)
     return ((keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32), tf.astype(np.int32),
-            n_terms.copy())
+            per_text.copy())
 
 
 def _score_matrix(term: np.ndarray, row: np.ndarray, tf: np.ndarray, lengths: np.ndarray, n_terms: int,
@@ -181,7 +181,7 @@ def _score_matrix(term: np.ndarray, row: np.ndarray, tf: np.ndarray, lengths: np
 
 
 class BM25Index:
-    """BM25 over analyzed chunk texts, in bm25s's plain files (no pickle), updatable in place.
+    """BM25 over analyzed chunk texts, in bm25s's plain files (no pickle), updated without a rebuild.
 
     bm25s keeps one precomputed score per (term, row) in a CSC matrix and scores a query by adding up its
     terms' columns. It builds that matrix in Python loops (about a minute at a million chunks) and cannot

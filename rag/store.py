@@ -15,6 +15,7 @@ Tables (STRICT, so a wrong type is refused on write):
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -156,6 +157,10 @@ _CHUNK_COLUMNS = 'c.id, c.doc_id, c.section, c.start, c."end", c.kind, c.tokens,
 _CHUNKS_FROM = "chunks c LEFT JOIN documents d ON d.doc_id = c.doc_id"
 
 
+#: OS errors that say a file cannot be written at all (full disk, quota, read-only or forbidden folder).
+_CANNOT_WRITE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
 def _identity(st: os.stat_result) -> tuple[int, ...]:
     """Which file, and which state of it: device, inode, size, modification time."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -252,13 +257,17 @@ class ChunkStore:
                         _copy_file(source, path)
                         return
             except OSError as exc:
-                log.debug("cannot copy %s as a file (%s); using SQLite's backup", self.path, exc)
                 path.unlink(missing_ok=True)
+                if exc.errno in _CANNOT_WRITE:
+                    raise  # the target cannot be written: SQLite could not write it either
+                log.debug("cannot copy %s as a file (%s); using SQLite's backup", self.path, exc)
         target = sqlite3.connect(str(path))
         try:
             with self._lock:
                 self._conn.backup(target)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise OSError(errno.ENOSPC, f"no space left for {path} ({exc})") from exc
             raise StoreError(f"cannot copy {self.path} to {path} ({exc})") from exc
         finally:
             target.close()
