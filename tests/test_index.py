@@ -369,28 +369,23 @@ def test_an_unwritable_index_folder_is_a_one_line_error_and_nothing_changes(writ
     extra.mkdir()
     (extra / "note.txt").write_text("A note about fishing boats in the Andaman Sea.\n", encoding="utf-8")
 
+    import rag.store as store_module
+
     def full_disk(*_args, **_kwargs):
         raise RuntimeError("Error in faiss::FileIOWriter: write error: No space left on device")
-
-    monkeypatch.setattr(faiss, "write_index", full_disk)
-    with pytest.raises(IndexWriteError, match="disk is full; nothing was changed"):
-        ingest([extra], writable_index, config, embedder=embedder)
-    monkeypatch.undo()
-    assert set(Index.load(writable_index, config).documents) == before
-    assert not list(writable_index.parent.glob(".tmp-*"))
-
-    # The disk fills while the new version's copy of the store is written: the same error, not a retry.
-    import rag.store as store_module
 
     def full_copy(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module, "_copy_file", full_copy)
-    with pytest.raises(IndexWriteError, match="disk is full; nothing was changed"):
-        ingest([extra], writable_index, config, embedder=embedder)
-    monkeypatch.undo()
-    assert set(Index.load(writable_index, config).documents) == before
-    assert not list(writable_index.parent.glob(".tmp-*"))
+    # The disk fills while faiss writes the vectors, or while the new version's copy of the store is written
+    # (the same error there, not a retry through SQLite).
+    for module, name, fake in [(faiss, "write_index", full_disk), (store_module, "_copy_file", full_copy)]:
+        monkeypatch.setattr(module, name, fake)
+        with pytest.raises(IndexWriteError, match="disk is full; nothing was changed"):
+            ingest([extra], writable_index, config, embedder=embedder)
+        monkeypatch.undo()
+        assert set(Index.load(writable_index, config).documents) == before
+        assert not list(writable_index.parent.glob(".tmp-*"))
 
     def read_only(self, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(self))
